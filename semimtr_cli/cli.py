@@ -1,0 +1,79 @@
+"""The `semimtr` command: a Typer app whose commands each call one library function.
+
+Command modules import their heavy dependencies (torch, lmdb, ...) inside the command body, so
+`semimtr --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+
+import typer
+
+from . import __version__, ui
+from .commands.not_yet import make_placeholder
+
+app = typer.Typer(
+    name="semimtr",
+    help="Semi-supervised scene-text recognition (SemiMTR / ABINet): data, training, evaluation.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# (command name, module under semimtr_cli.commands, one-line purpose). A command whose module
+# does not exist yet is registered as a placeholder that says "not implemented yet" (exit 2).
+COMMANDS: list[tuple[str, str, str]] = [
+    ("synth", "synth", "Render synthetic word crops (folder + labels TSV, or an LMDB) to try everything."),
+    ("build-lmdb", "build_lmdb", "Turn image folders and label files into the standard LMDB, with a report."),
+    ("show-aug", "show_aug", "Draw a PNG grid of augmentation previews for samples of an LMDB or folder."),
+    ("pretrain-vision", "pretrain_vision", "Train the vision model: supervised CE + SeqCLR contrastive loss (stage 1)."),
+    ("pretrain-lm", "pretrain_lm", "Train the BCN language model on a text corpus (stage 2)."),
+    ("finetune", "finetune", "Train vision+language+fusion with teacher-student consistency (stage 3)."),
+    ("eval", "evaluate", "Score checkpoints on the standard benchmarks or your own LMDBs."),
+    ("pseudo-labels", "pseudo_labels", "Inspect what the teacher would teach on unlabeled crops."),
+    ("read", "read", "Recognise text in image files or folders with a checkpoint."),
+    ("convert", "convert", "Import an official SemiMTR/ABINet checkpoint into this tool's format."),
+    ("export", "export", "Export a checkpoint to ONNX."),
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"semimtr {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    verbose: bool = typer.Option(False, "--verbose", help="Show full tracebacks instead of one-line errors."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    ui.set_verbose(verbose)
+
+
+def _register() -> None:
+    for name, module, purpose in COMMANDS:
+        if importlib.util.find_spec(f"semimtr_cli.commands.{module}") is None:
+            app.command(
+                name,
+                help=purpose + " (not implemented yet)",
+                short_help=purpose,
+                context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+            )(ui.guarded(make_placeholder(name)))
+            continue
+        mod = importlib.import_module(f"semimtr_cli.commands.{module}")
+        app.command(name, help=(mod.command.__doc__ or purpose), short_help=purpose)(ui.guarded(mod.command))
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Data path: LMDB I/O, label sources, datasets, augmentation, synthetic crops."""

@@ -1,0 +1,120 @@
+"""Decoding and the one model-input pipeline used at train, eval and read time.
+
+Pipeline (identical to the official code's): decode -> RGB -> bilinear resize to 32x128
+ignoring aspect ratio -> [0, 1] -> ImageNet mean/std.
+
+The official code resizes with OpenCV ``INTER_LINEAR`` on uint8 (no antialiasing, output
+rounded to uint8). We resize with ``torch.nn.functional.interpolate(mode="bilinear",
+align_corners=False, antialias=False)`` -- the same sampling grid -- and round to uint8
+levels, so results agree with OpenCV's within one grey level (OpenCV uses fixed-point
+weights). PIL's ``BILINEAR`` is *not* used: it antialiases when shrinking and would shift
+the input distribution away from the official checkpoints'.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps
+
+from ..errors import SemimtrError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+DEFAULT_HEIGHT = 32
+DEFAULT_WIDTH = 128
+MAX_PIXELS_DEFAULT = 50_000_000  # decompression-bomb guard for word crops
+
+_MEAN = torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(3, 1, 1)
+_STD = torch.tensor(IMAGENET_STD, dtype=torch.float32).view(3, 1, 1)
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """RGB conversion that keeps 16-bit and float grey images visible.
+
+    PIL's own ``convert("RGB")`` clips 16-bit (``I;16``/``I``) and float (``F``) images to
+    0..255, turning most of them white; we rescale their full range to 8 bits instead.
+    """
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        hi = 65535.0 if img.mode.startswith("I;16") else max(float(arr.max()), 1.0)
+        if img.mode in ("I", "F") and arr.max() <= 255:
+            hi = 255.0
+        arr8 = np.clip(arr * (255.0 / hi), 0, 255).round().astype(np.uint8)
+        return Image.fromarray(arr8, "L").convert("RGB")
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    return img if img.mode == "RGB" else img.convert("RGB")
+
+
+def decode_image(data: bytes, *, max_pixels: int = MAX_PIXELS_DEFAULT, name: str = "image") -> Image.Image:
+    """Encoded bytes -> RGB PIL image, EXIF orientation applied.
+
+    Raises:
+        SemimtrError: if the bytes are empty, not an image, truncated, or larger than
+            ``max_pixels`` (``name`` is used in the message).
+    """
+    if not data:
+        raise SemimtrError(f"{name}: zero bytes")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            w, h = img.size
+            if w * h > max_pixels:
+                raise SemimtrError(f"{name}: {w}x{h} pixels exceeds the limit of {max_pixels}")
+            img.load()
+            img = ImageOps.exif_transpose(img) or img
+            return _to_rgb(img)
+    except SemimtrError:
+        raise
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        raise SemimtrError(f"{name}: {exc}") from None
+    except Exception as exc:  # PIL raises many types for broken files
+        raise SemimtrError(f"{name}: not a readable image ({type(exc).__name__}: {exc})") from None
+
+
+def as_uint8_array(img: Image.Image | np.ndarray) -> np.ndarray:
+    """HxWx3 uint8 array view of an RGB PIL image or array."""
+    if isinstance(img, Image.Image):
+        if img.mode != "RGB":
+            img = img.convert("RGB")
+        return np.asarray(img)
+    arr = np.asarray(img)
+    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
+        raise ValueError(f"expected an HxWx3 uint8 array, got {arr.dtype} {arr.shape}")
+    return arr
+
+
+def resize_uint8(img: Image.Image | np.ndarray, height: int = DEFAULT_HEIGHT, width: int = DEFAULT_WIDTH) -> torch.Tensor:
+    """Bilinear (OpenCV ``INTER_LINEAR``-like) resize ignoring aspect ratio.
+
+    Returns a float32 tensor (3, height, width) holding integer levels 0..255.
+    No resampling happens when the image already has the target size.
+    """
+    arr = as_uint8_array(img)
+    t = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).float()
+    if t.shape[1] == height and t.shape[2] == width:
+        return t
+    t = F.interpolate(t.unsqueeze(0), size=(height, width), mode="bilinear", align_corners=False, antialias=False)
+    return t.squeeze(0).round_().clamp_(0, 255)
+
+
+def normalize_levels(levels: torch.Tensor) -> torch.Tensor:
+    """(..., 3, H, W) 0..255 levels -> ImageNet-normalised float32, same shape."""
+    return (levels / 255.0 - _MEAN) / _STD
+
+
+def to_model_input(img: Image.Image | np.ndarray, height: int = DEFAULT_HEIGHT, width: int = DEFAULT_WIDTH) -> torch.Tensor:
+    """The model-input pipeline: RGB image -> float32 tensor (3, height, width), normalised."""
+    return normalize_levels(resize_uint8(img, height, width))
+
+
+def denormalize(x: torch.Tensor) -> np.ndarray:
+    """Inverse of :func:`to_model_input` for previews: (3,H,W) tensor -> HxWx3 uint8."""
+    levels = (x.detach().cpu().float() * _STD + _MEAN) * 255.0
+    return levels.round().clamp(0, 255).byte().permute(1, 2, 0).numpy()

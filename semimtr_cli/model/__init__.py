@@ -1,0 +1,1 @@
+"""Model core: ResNet45/timm backbones, transformer, position attention, BCN, fusion, SeqCLR."""
