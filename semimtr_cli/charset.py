@@ -184,6 +184,10 @@ class Charset:
         Invalid means: empty, longer than ``max_length``, or (policy ``reject``) holding a
         symbol outside the set. Characters are matched literally (no regex involved).
         """
+        return self.normalize_with_reason(text)[0]
+
+    def normalize_with_reason(self, text: str) -> tuple[str | None, str | None]:
+        """(normalised label, None) or (None, why it is invalid)."""
         if self.unicode_form != "none":
             text = unicodedata.normalize(self.unicode_form, text)
         if not self.case_sensitive:
@@ -192,10 +196,12 @@ class Charset:
         if self.unknown == "remove":
             text = "".join(ch for ch in text if ch in index)
         elif any(ch not in index for ch in text):
-            return None
-        if not 1 <= len(text) <= self.max_length:
-            return None
-        return text
+            return None, "symbol outside the charset"
+        if not text:
+            return None, "empty after normalisation"
+        if len(text) > self.max_length:
+            return None, f"longer than {self.max_length} characters"
+        return text, None
 
     def unknown_symbols(self, text: str) -> set[str]:
         """Characters of ``text`` (after case/Unicode normalisation) that the set lacks."""

@@ -97,7 +97,9 @@ def resize_uint8(img: Image.Image | np.ndarray, height: int = DEFAULT_HEIGHT, wi
     No resampling happens when the image already has the target size.
     """
     arr = as_uint8_array(img)
-    t = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).float()
+    if not arr.flags.writeable or not arr.flags.c_contiguous:
+        arr = np.array(arr, order="C")  # torch refuses read-only memory (PIL-backed arrays)
+    t = torch.from_numpy(arr).permute(2, 0, 1).float()
     if t.shape[1] == height and t.shape[2] == width:
         return t
     t = F.interpolate(t.unsqueeze(0), size=(height, width), mode="bilinear", align_corners=False, antialias=False)

@@ -155,6 +155,19 @@ class LmdbReader:
             return None
         return text
 
+    def raw_labels(self):
+        """Every stored label text in index order (None where there is no label key), one transaction."""
+        with self._open().begin(write=False, buffers=False) as txn:
+            for k in range(1, self._len + 1):
+                raw = txn.get(label_key(k))
+                if raw is None:
+                    yield None
+                    continue
+                try:
+                    yield raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise SemimtrError(f"{self.path}: label-{k:09d} is not valid UTF-8") from None
+
     def sample(self, index: int) -> tuple[bytes, str | None]:
         """(image bytes, label or None) in one transaction."""
         k = self._check(index)

@@ -1,0 +1,104 @@
+"""Text corpora for the language model: word lists, running text, or a CSV/TSV column.
+
+Words are normalised with the charset (the same rules as image labels); words that end up
+empty or longer than ``max_length`` are skipped and counted. Words are stored encoded as a
+compact integer matrix, so large corpora (WikiText-103: ~86M words) fit in memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..charset import Charset
+from ..errors import SemimtrError
+
+CORPUS_FORMATS = ("auto", "lines", "text", "csv", "tsv")
+
+
+@dataclass
+class CorpusStats:
+    total: int = 0
+    kept: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"total": self.total, "kept": self.kept, "skipped": dict(self.skipped)}
+
+
+def read_corpus_words(path: str | Path, *, fmt: str = "auto", column: str | None = None) -> list[str]:
+    """Raw words of a corpus file, in file order.
+
+    Formats: ``lines`` (one word per line, the line kept whole), ``text`` (running text split
+    on whitespace), ``csv``/``tsv`` (a column, default ``column`` = the official ``gt`` or the
+    first column). ``auto`` picks csv/tsv by extension, else ``lines`` when no line holds
+    whitespace, else ``text``.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise SemimtrError(f"corpus file not found: {p}")
+    if fmt not in CORPUS_FORMATS:
+        raise SemimtrError(f"corpus format must be one of {CORPUS_FORMATS}, got {fmt!r}")
+    if fmt == "auto":
+        fmt = {".csv": "csv", ".tsv": "tsv"}.get(p.suffix.lower(), "")
+    if fmt in ("csv", "tsv"):
+        import pandas as pd
+
+        sep = "\t" if fmt == "tsv" else None
+        try:
+            frame = pd.read_csv(p, sep=sep, dtype=str, keep_default_na=False, engine="python" if sep is None else "c")
+        except Exception as exc:
+            raise SemimtrError(f"{p}: cannot read as {fmt.upper()} ({exc})") from None
+        col = column or ("gt" if "gt" in frame.columns else frame.columns[0])
+        if col not in frame.columns:
+            raise SemimtrError(f"{p}: no column {col!r}; columns are {list(frame.columns)}")
+        return frame[col].tolist()
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise SemimtrError(f"{p}: not UTF-8 ({exc})") from None
+    lines = text.splitlines()
+    if fmt == "" and any(len(line.split()) > 1 for line in lines[:1000]):
+        fmt = "text"
+    if fmt == "text":
+        return text.split()
+    return [line.strip("\r") for line in lines if line.strip()]
+
+
+class TextCorpusDataset(Dataset):
+    """Normalised words as ``{"label": (T,) int64 ids, "length": int64 (chars + stop)}``."""
+
+    def __init__(self, words: list[str], charset: Charset, *, min_length: int = 1, source: str = "corpus"):
+        self.charset = charset
+        self.stats = CorpusStats(total=len(words))
+        dtype = np.uint8 if charset.num_classes <= 256 else np.int32
+        rows = []
+        for w in words:
+            text, why = charset.normalize_with_reason(w)
+            if text is None or len(text) < min_length:
+                reason = why or f"shorter than {min_length} characters"
+                self.stats.skipped[reason] = self.stats.skipped.get(reason, 0) + 1
+                continue
+            rows.append(charset.encode_padded(text)[0])
+        if not rows:
+            raise SemimtrError(f"{source}: no usable word (of {len(words)}) after normalisation: {self.stats.skipped}")
+        self._ids = np.asarray(rows, dtype=dtype)
+        self._lengths = (self._ids != 0).sum(axis=1).astype(np.int64) + 1
+        self.stats.kept = len(rows)
+
+    @classmethod
+    def from_file(cls, path: str | Path, charset: Charset, *, fmt: str = "auto", column: str | None = None, min_length: int = 1):
+        return cls(read_corpus_words(path, fmt=fmt, column=column), charset, min_length=min_length, source=str(path))
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def word(self, i: int) -> str:
+        return self.charset.decode(self._ids[i])
+
+    def __getitem__(self, i: int) -> dict:
+        return {"label": torch.from_numpy(self._ids[i].astype(np.int64)), "length": torch.tensor(self._lengths[i])}

@@ -1,0 +1,193 @@
+"""Typed model configuration: every size knob of the recognizer in one dataclass.
+
+The defaults are the paper's model (ABINet/SemiMTR: ResNet45 + 3 transformer layers, position
+attention, 4-layer BCN language model, gated fusion, 3 iterations). ``PRESETS`` holds named
+sizes (``paper``, ``tiny``); a YAML recipe stores ``ModelConfig.to_dict()`` and reads it back
+with :meth:`ModelConfig.from_dict`, which rejects unknown keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from ..errors import SemimtrError
+
+SEQCLR_SCHEMES = ("null", "linear_per_column", "bilstm", "attn_linear_per_column")
+ACTIVATIONS = ("relu", "gelu")
+
+
+@dataclass
+class ModelConfig:
+    """Sizes and options of the recognizer (field names are the YAML keys).
+
+    Backbone:
+        backbone: ``"resnet45"`` (ABINet's ResNet45) or ``"timm/<name>"`` (any timm CNN,
+            adapted to a ``d_model x feature_h x feature_w`` map).
+        resnet_stem_channels / resnet_channels / resnet_blocks / resnet_strides: ResNet45
+            stem width, per-stage widths, blocks per stage and stage strides.
+            ``resnet_channels[-1]`` must equal ``d_model``.
+        timm_feature_index: which ``features_only`` level of a timm backbone to use
+            (None = the deepest level whose map is at least ``feature_h x feature_w``).
+    Transformer (shared by the vision encoder and the BCN language model):
+        d_model, nhead, d_inner (FFN width), dropout, activation (``relu``/``gelu``).
+        vision_layers: encoder layers over the feature map (paper 3).
+    Position attention:
+        attention_channels: width of the mini U-Net that computes the keys (paper 64).
+        attention_mode: upsampling mode of that U-Net (``nearest``).
+    Decoding:
+        max_length: characters per word; ``max_length + 1`` slots are decoded (paper 25).
+        num_classes: charset symbols + null; None until resolved from a charset.
+    Language model / fusion:
+        lm_layers (paper 4), lm_detach (stop the gradient into the input probabilities),
+        iter_size (vision -> language -> fusion repetitions, paper 3).
+    Geometry:
+        image_h, image_w: model input size (32 x 128); feature_h, feature_w: backbone map (8 x 32).
+    SeqCLR head (vision pre-training):
+        seqclr_scheme: ``null`` (identity, shipped), ``linear_per_column``, ``bilstm``,
+            ``attn_linear_per_column``; seqclr_hidden / seqclr_output: widths (None = the
+            official defaults); seqclr_instances: instances per image (5).
+    """
+
+    backbone: str = "resnet45"
+    resnet_stem_channels: int = 32
+    resnet_channels: list[int] = field(default_factory=lambda: [32, 64, 128, 256, 512])
+    resnet_blocks: list[int] = field(default_factory=lambda: [3, 4, 6, 6, 3])
+    resnet_strides: list[int] = field(default_factory=lambda: [2, 1, 2, 1, 1])
+    timm_feature_index: int | None = None
+    d_model: int = 512
+    nhead: int = 8
+    d_inner: int = 2048
+    dropout: float = 0.1
+    activation: str = "relu"
+    vision_layers: int = 3
+    attention_channels: int = 64
+    attention_mode: str = "nearest"
+    max_length: int = 25
+    num_classes: int | None = None
+    lm_layers: int = 4
+    lm_detach: bool = True
+    iter_size: int = 3
+    image_h: int = 32
+    image_w: int = 128
+    feature_h: int = 8
+    feature_w: int = 32
+    seqclr_scheme: str = "null"
+    seqclr_hidden: int | None = None
+    seqclr_output: int | None = None
+    seqclr_instances: int = 5
+
+    # ------------------------------------------------------------------ derived
+    @property
+    def max_slots(self) -> int:
+        """Decoding slots: ``max_length`` characters + 1 stop slot."""
+        return self.max_length + 1
+
+    @property
+    def timm_name(self) -> str | None:
+        """The timm model name of a ``timm/<name>`` backbone, else None."""
+        return self.backbone[len("timm/"):] if self.backbone.startswith("timm/") else None
+
+    # ------------------------------------------------------------------ checks
+    def validate(self) -> "ModelConfig":
+        """Raise SemimtrError naming the first inconsistent field; return self."""
+
+        def bad(msg: str) -> SemimtrError:
+            return SemimtrError(f"model config: {msg}")
+
+        if self.backbone != "resnet45" and not (self.timm_name or "").strip():
+            raise bad(f"backbone must be 'resnet45' or 'timm/<name>', got {self.backbone!r}")
+        if self.backbone == "resnet45":
+            n = len(self.resnet_channels)
+            if n == 0 or len(self.resnet_blocks) != n or len(self.resnet_strides) != n:
+                raise bad("resnet_channels, resnet_blocks and resnet_strides must be non-empty and of equal length")
+            if self.resnet_channels[-1] != self.d_model:
+                raise bad(f"resnet_channels[-1] ({self.resnet_channels[-1]}) must equal d_model ({self.d_model})")
+            if any(b < 1 for b in self.resnet_blocks) or any(s not in (1, 2) for s in self.resnet_strides):
+                raise bad("resnet_blocks must be >= 1 and resnet_strides 1 or 2")
+            stride = 1
+            for s in self.resnet_strides:
+                stride *= s
+            if self.image_h // stride != self.feature_h or self.image_w // stride != self.feature_w:
+                raise bad(
+                    f"resnet strides give a {self.image_h // stride}x{self.image_w // stride} map for "
+                    f"{self.image_h}x{self.image_w} images, but feature_h x feature_w is {self.feature_h}x{self.feature_w}"
+                )
+        if self.d_model % self.nhead != 0:
+            raise bad(f"d_model ({self.d_model}) must be divisible by nhead ({self.nhead})")
+        if self.d_model % 2 != 0:
+            raise bad("d_model must be even (sinusoidal positional encoding)")
+        if self.activation not in ACTIVATIONS:
+            raise bad(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise bad(f"dropout must be in [0, 1), got {self.dropout}")
+        for name in ("vision_layers", "lm_layers", "iter_size", "attention_channels", "max_length", "d_inner"):
+            if getattr(self, name) < 1:
+                raise bad(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.feature_h < 8 or self.feature_w < 16:
+            raise bad("position attention needs a feature map of at least 8x16")
+        if self.num_classes is not None and self.num_classes < 2:
+            raise bad(f"num_classes must be >= 2, got {self.num_classes}")
+        if self.seqclr_scheme not in SEQCLR_SCHEMES:
+            raise bad(f"seqclr_scheme must be one of {SEQCLR_SCHEMES}, got {self.seqclr_scheme!r}")
+        if self.seqclr_instances < 1:
+            raise bad("seqclr_instances must be >= 1")
+        return self
+
+    def resolved(self, charset) -> "ModelConfig":
+        """A copy with ``num_classes`` taken from ``charset``; errors if the charset disagrees."""
+        if charset.max_length != self.max_length:
+            raise SemimtrError(
+                f"model config max_length {self.max_length} differs from charset '{charset.name}' max_length {charset.max_length}"
+            )
+        if self.num_classes is not None and self.num_classes != charset.num_classes:
+            raise SemimtrError(
+                f"model config num_classes {self.num_classes} differs from charset '{charset.name}' "
+                f"({charset.num_classes} = {len(charset.symbols)} symbols + null)"
+            )
+        return dataclasses.replace(self, num_classes=charset.num_classes).validate()
+
+    # ------------------------------------------------------------------ plain data
+    def to_dict(self) -> dict:
+        """Plain data (lists, ints, strings) for YAML and checkpoints."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "ModelConfig":
+        """Build from plain data; unknown keys are an error (typos must not pass silently)."""
+        d = dict(d or {})
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise SemimtrError(f"model config: unknown key(s) {unknown}; known keys: {sorted(known)}")
+        for key in ("resnet_channels", "resnet_blocks", "resnet_strides"):
+            if key in d:
+                d[key] = [int(v) for v in d[key]]
+        return cls(**d).validate()
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> "ModelConfig":
+        """A named size (see ``PRESETS``) with optional field overrides."""
+        if name not in PRESETS:
+            raise SemimtrError(f"unknown model preset {name!r}; choose one of {sorted(PRESETS)}")
+        d = dict(PRESETS[name])
+        d.update(overrides)
+        return cls.from_dict(d)
+
+
+PRESETS: dict[str, dict] = {
+    # The paper's model: 36.7 M parameters for the full recognizer with charset 36.
+    "paper": {},
+    # A CPU-sized model for quick recipes and tests (~1.3 M parameters with charset 36).
+    "tiny": {
+        "resnet_stem_channels": 8,
+        "resnet_channels": [8, 16, 32, 64, 128],
+        "resnet_blocks": [1, 1, 2, 2, 1],
+        "d_model": 128,
+        "nhead": 4,
+        "d_inner": 256,
+        "vision_layers": 1,
+        "attention_channels": 32,
+        "lm_layers": 2,
+    },
+}
