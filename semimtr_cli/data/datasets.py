@@ -33,7 +33,11 @@ from .lmdb_io import LmdbReader, find_lmdbs, is_unlabeled_marker
 # transform(image HxWx3 uint8, rng) -> image HxWx3 uint8 (size may change)
 Transform = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
-MIN_SIDE_DEFAULT = 7  # the official loader rejects crops whose width or height is <= 6 px
+MIN_SIDE_DEFAULT = 7
+
+
+class BadSample(SemimtrError):
+    """A stored image that cannot be used (undecodable or too small); the message names its key."""  # the official loader rejects crops whose width or height is <= 6 px
 
 
 @dataclass
@@ -143,13 +147,16 @@ class CropDataset(Dataset):
         return f"{self.readers[self._reader_ids[i]].path}:image-{int(self._local_ids[i]) + 1:09d}"
 
     def load_image(self, i: int) -> np.ndarray:
-        """Decoded RGB uint8 image of sample ``i``; SemimtrError if unreadable or too small."""
+        """Decoded RGB uint8 image of sample ``i``; BadSample if unreadable or too small."""
         reader = self.readers[self._reader_ids[i]]
         data = reader.image_bytes(int(self._local_ids[i]))
-        img = as_uint8_array(decode_image(data, name=self.describe(i)))
+        try:
+            img = as_uint8_array(decode_image(data, name=self.describe(i)))
+        except SemimtrError as exc:
+            raise BadSample(str(exc)) from None
         h, w = img.shape[:2]
         if h < self.min_side or w < self.min_side:
-            raise SemimtrError(f"{self.describe(i)}: {w}x{h} px is smaller than {self.min_side} px")
+            raise BadSample(f"{self.describe(i)}: {w}x{h} px is smaller than {self.min_side} px")
         return img
 
     def __getitem__(self, key) -> dict | None:
@@ -161,7 +168,7 @@ class CropDataset(Dataset):
             try:
                 img = self.load_image(i)
                 break
-            except SemimtrError:
+            except BadSample:
                 if self.on_bad == "raise":
                     raise
                 if self.on_bad == "skip":

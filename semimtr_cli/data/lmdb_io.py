@@ -68,6 +68,24 @@ def find_lmdbs(root: str | Path) -> list[Path]:
 _ENVS: dict[tuple[int, str], lmdb.Environment] = {}
 
 
+def _close_inherited_envs() -> None:
+    """In a forked child (DataLoader worker): close the parent's environments.
+
+    LMDB environments must not be used across fork, and py-lmdb refuses to open a path that
+    is still open in the (copied) process, so the child drops them and opens its own.
+    """
+    for key, env in list(_ENVS.items()):
+        if key[0] != os.getpid():
+            try:
+                env.close()
+            except lmdb.Error:
+                pass
+            del _ENVS[key]
+
+
+os.register_at_fork(after_in_child=_close_inherited_envs)
+
+
 def _shared_env(path: Path) -> lmdb.Environment:
     """One read-only environment per (process, folder): py-lmdb refuses to open a folder twice."""
     key = (os.getpid(), str(path.resolve()))
