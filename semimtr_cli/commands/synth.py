@@ -1,0 +1,118 @@
+"""`semimtr synth`: render synthetic word crops into a folder (+ labels.tsv) or an LMDB."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .. import ui
+from ..errors import UsageError
+
+
+def command(
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder (images + labels.tsv) or, with --lmdb, the LMDB folder."),
+    count: int = typer.Option(..., "--count", "-n", help="Number of word crops to render."),
+    seed: int = typer.Option(0, "--seed", help="Seed; the same seed gives byte-identical output."),
+    lmdb: bool = typer.Option(False, "--lmdb", help="Write an LMDB (standard layout) instead of a folder."),
+    unlabeled: bool = typer.Option(False, "--unlabeled", help="Write images only (folder: no labels.tsv; LMDB: no label keys)."),
+    words: Optional[Path] = typer.Option(None, "--words", help="Word list, one word per line (UTF-8). Default: packaged English list."),
+    use_wordfreq: bool = typer.Option(False, "--wordfreq", help="Use the installed wordfreq package's top English words."),
+    vocab_size: Optional[int] = typer.Option(None, "--vocab-size", help="Keep only the first N words of the list."),
+    fonts: Optional[Path] = typer.Option(None, "--fonts", help="Folder of TTF/OTF fonts (searched recursively). Default: matplotlib's DejaVu/STIX/CM fonts."),
+    font_set: Optional[str] = typer.Option(
+        None, "--font-set",
+        help="sans|serif|mono|all, font file names, or a comma list (e.g. 'serif,DejaVuSansMono'). Default: sans (clean), serif,mono (wild).",
+    ),
+    style: str = typer.Option("clean", "--style", help="clean (plain, mild) or wild (textures, blur, low contrast, perspective)."),
+    height: int = typer.Option(32, "--height", help="Crop height in pixels; width follows the text."),
+    case: str = typer.Option("mixed", "--case", help="lower|mixed|upper|as-is (mixed: 50% lower, 30% Capitalised, 20% UPPER)."),
+    digits_fraction: float = typer.Option(0.1, "--digits-fraction", help="Fraction of samples that are random numbers instead of words."),
+    image_format: str = typer.Option("png", "--format", help="Image encoding: png or jpg."),
+    workers: int = typer.Option(0, "--workers", help="Worker processes (0 = auto: 1 below 1000 images, else one per CPU up to 8)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing synth output / LMDB at --out."),
+    json_out: Optional[str] = typer.Option(None, "--json", help="Write the summary as JSON to this file ('-' = stdout)."),
+) -> None:
+    """Render synthetic word crops from fonts and a word list, deterministically from --seed.
+
+    Folder output: OUT/images/*.png, OUT/labels.tsv (what build-lmdb reads), OUT/synth.json.
+
+    With --lmdb: an LMDB at OUT. Crops are --height pixels high and as wide as the word.
+
+    Sample i depends only on (seed, i): a larger --count extends a smaller one.
+    """
+    from ..data.synth import STYLES, generate, resolve_fonts
+    from ..data.wordlist import packaged_words, read_words_file, wordfreq_words
+
+    if style not in STYLES:
+        raise UsageError(f"unknown --style '{style}' (choose from: {', '.join(STYLES)})")
+    if image_format not in ("png", "jpg"):
+        raise UsageError(f"unknown --format '{image_format}' (choose png or jpg)")
+    if count < 1:
+        raise UsageError(f"--count must be at least 1, got {count}")
+    if words is not None and use_wordfreq:
+        raise UsageError("--words and --wordfreq are alternatives; give one")
+    if workers < 0:
+        raise UsageError(f"--workers must be >= 0, got {workers}")
+    if workers == 0:
+        workers = 1 if count < 1000 else max(1, min(8, os.cpu_count() or 1))
+
+    word_list = read_words_file(words) if words is not None else wordfreq_words() if use_wordfreq else packaged_words()
+    word_list = word_list.limited(vocab_size)
+    font_files = resolve_fonts(fonts, font_set, style)
+
+    with ui.progress(f"rendering ({style})", total=count) as advance:
+        summary = generate(
+            out,
+            count,
+            seed,
+            lmdb=lmdb,
+            unlabeled=unlabeled,
+            words=word_list,
+            fonts=font_files,
+            style=style,
+            height=height,
+            case=case,
+            digits_fraction=digits_fraction,
+            image_format=image_format,
+            overwrite=overwrite,
+            workers=workers,
+            on_progress=advance,
+        )
+
+    console = ui.err_console if json_out == "-" else ui.console
+    _print_summary(console, summary)
+    if json_out == "-":
+        typer.echo(json.dumps(summary, indent=2, ensure_ascii=False))
+    elif json_out:
+        from ..fsutil import atomic_write_json
+
+        atomic_write_json(json_out, summary)
+
+
+def _print_summary(console, s: dict) -> None:
+    from rich.table import Table
+
+    what = "LMDB" if s["kind"] == "lmdb" else "folder"
+    labels = "unlabeled" if s["unlabeled"] else "labeled"
+    console.print(
+        f"[bold green]wrote[/] {s['count']} {labels} {s['style']} crops ({s['format']}, height {s['height']}, "
+        f"mean width {s['mean_width']:.0f}) to {what} {s['out']} in {s['seconds']:.1f} s "
+        f"({s['images_per_s']:,.0f} images/s, {s['workers']} worker{'s' if s['workers'] != 1 else ''})",
+        highlight=False,
+        soft_wrap=True,
+    )
+    console.print(f"words: {s['words']:,} from {s['words_source']}; seed {s['seed']}", highlight=False)
+    for reason, n in s["words_skipped"].items():
+        console.print(f"  skipped {n} word(s): {reason}", highlight=False)
+    if s["fonts_skipped"]:
+        console.print(f"  skipped fonts that draw no a-z/0-9: {', '.join(s['fonts_skipped'])}", highlight=False)
+    table = Table(title=f"fonts used ({len(s['fonts_used'])})", title_justify="left")
+    table.add_column("font")
+    table.add_column("crops", justify="right")
+    for name, n in sorted(s["fonts_used"].items(), key=lambda kv: -kv[1]):
+        table.add_row(name, str(n))
+    console.print(table)
