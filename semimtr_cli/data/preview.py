@@ -1,0 +1,247 @@
+"""Augmentation previews: pick samples from an LMDB or image folder and draw a PNG grid.
+
+The grid has one row per sample: a left margin with the sample's name, label and size, then
+the original and the augmented draws. Each cell shows the image at its own aspect ratio
+(top, fitted into a box, nearest-neighbour when enlarged so noise stays visible) and the
+32x128 model input the network would see (bottom, shown at 2x).
+Everything is seeded: the same arguments give the same PNG bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from ..errors import SemimtrError, UsageError
+from .augment import PIPELINE_NAMES, build_pipeline, two_view
+from .image import DEFAULT_HEIGHT, DEFAULT_WIDTH, decode_image, resize_uint8
+
+PREVIEW_CHOICES = ("abinet", "strong1", "strong2", "teacher-student", "seqclr")
+_TWO_VIEW = {"teacher-student": ("finetune", "teacher", "student"), "seqclr": ("seqclr", "view A", "view B")}
+
+CELL_W = 2 * DEFAULT_WIDTH  # 256
+NATIVE_H = 80
+MODEL_H = 2 * DEFAULT_HEIGHT  # 64
+PAD = 6
+MARGIN_W = 200
+TITLE_H = 24
+ROW_H = NATIVE_H + MODEL_H + 3 * PAD
+BACKGROUND = (255, 255, 255)
+FRAME = (200, 200, 200)
+TEXT = (20, 20, 20)
+
+
+@dataclass
+class PreviewSample:
+    """One source sample: display name, label (None = unlabeled) and RGB uint8 image."""
+
+    name: str
+    label: str | None
+    image: np.ndarray
+
+
+@dataclass
+class GridRow:
+    lines: list[str]
+    cells: list[np.ndarray]
+    info: dict = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- sources
+
+
+def _lmdb_roots(source: Path) -> list[Path]:
+    from .lmdb_io import find_lmdbs, is_lmdb_dir
+
+    if is_lmdb_dir(source):
+        return [source]
+    if source.is_dir() and any(p.is_file() for p in source.rglob("data.mdb")):
+        return find_lmdbs(source)
+    return []
+
+
+def load_samples(source: str | Path, count: int, seed: int) -> tuple[list[PreviewSample], list[dict]]:
+    """Pick up to ``count`` samples (seeded) from an LMDB, a folder of LMDBs or an image folder.
+
+    Returns the decoded samples and a list of ``{"name", "reason"}`` for picked samples that
+    could not be decoded (skipped).
+
+    Raises:
+        SemimtrError: missing path, nothing to read, or no picked sample decodable.
+    """
+    source = Path(source)
+    if not source.exists():
+        raise SemimtrError(f"path not found: {source}")
+    rng = np.random.default_rng([int(seed), 7])
+    skipped: list[dict] = []
+    samples: list[PreviewSample] = []
+    roots = _lmdb_roots(source)
+    if roots:
+        from .lmdb_io import LmdbReader
+
+        readers = [LmdbReader(r) for r in roots]
+        sizes = [len(r) for r in readers]
+        total = sum(sizes)
+        if total == 0:
+            raise SemimtrError(f"{source}: the LMDB holds no samples")
+        picks = np.sort(rng.choice(total, size=min(count, total), replace=False))
+        offsets = np.cumsum([0] + sizes)
+        for flat in picks.tolist():
+            which = int(np.searchsorted(offsets, flat, side="right") - 1)
+            index = flat - int(offsets[which])
+            reader = readers[which]
+            name = f"{reader.path.name}#{index + 1}"
+            try:
+                data, label = reader.sample(index)
+                samples.append(PreviewSample(name, label, np.asarray(decode_image(data, name=name))))
+            except SemimtrError as exc:
+                skipped.append({"name": name, "reason": str(exc)})
+    else:
+        from .files import list_images
+
+        files = list_images(source)
+        if not files:
+            raise SemimtrError(f"{source}: no LMDB (data.mdb) and no image files found")
+        picks = np.sort(rng.choice(len(files), size=min(count, len(files)), replace=False))
+        for i in picks.tolist():
+            path = files[i]
+            name = str(path.relative_to(source)) if source.is_dir() else path.name
+            try:
+                img = decode_image(path.read_bytes(), name=str(path))
+                samples.append(PreviewSample(name, path.stem, np.asarray(img)))
+            except SemimtrError as exc:
+                skipped.append({"name": name, "reason": str(exc)})
+    if not samples:
+        raise SemimtrError(f"{source}: none of the {len(skipped)} picked samples could be decoded ({skipped[0]['reason']})")
+    return samples, skipped
+
+
+# ----------------------------------------------------------------------------- rows
+
+
+def _row_seed(seed: int, row: int) -> int:
+    return int(np.random.SeedSequence([int(seed), int(row)]).generate_state(1)[0])
+
+
+def build_rows(samples: list[PreviewSample], pipeline: str, draws: int, seed: int) -> tuple[list[str], list[GridRow]]:
+    """Augment every sample ``draws`` times; returns (column titles, rows).
+
+    A pipeline is built per row (seeded from ``seed`` and the row), so rows show the range
+    of construction-time choices (e.g. ABINet's frozen geometric type); each draw uses
+    ``default_rng([seed, row, draw])``.
+
+    Raises:
+        UsageError: unknown ``pipeline`` or ``draws < 1``.
+    """
+    key = pipeline.strip().lower()
+    if key not in PREVIEW_CHOICES and key not in PIPELINE_NAMES:
+        raise UsageError(f"unknown pipeline {pipeline!r}; choose one of {', '.join(PREVIEW_CHOICES)}")
+    if draws < 1:
+        raise UsageError(f"--draws must be at least 1, got {draws}")
+    titles = ["original"]
+    if key in _TWO_VIEW:
+        stage, a, b = _TWO_VIEW[key]
+        for j in range(draws):
+            titles += [f"{a} {j + 1}", f"{b} {j + 1}"]
+    else:
+        titles += [f"{key} {j + 1}" for j in range(draws)]
+    rows = []
+    for i, sample in enumerate(samples):
+        rs = _row_seed(seed, i)
+        if key in _TWO_VIEW:
+            aug = two_view(_TWO_VIEW[key][0], seed=rs)
+        else:
+            aug = build_pipeline(key, seed=rs)
+        cells = [sample.image]
+        for j in range(draws):
+            out = aug(sample.image, np.random.default_rng([int(seed), i, j]))
+            cells.extend(out if isinstance(out, tuple) else [out])
+        settings = aug.describe()
+        h, w = sample.image.shape[:2]
+        lines = [sample.name, f"label: {sample.label}" if sample.label is not None else "(unlabeled)", f"{w}x{h} px"]
+        lines += _settings_lines(settings)
+        rows.append(GridRow(lines, cells, {"name": sample.name, "label": sample.label, "width": w, "height": h, "settings": settings}))
+    return titles, rows
+
+
+def _settings_lines(settings: dict) -> list[str]:
+    """Construction-time choices worth printing in the margin (ABINet's frozen ones)."""
+    found = []
+    for part in (settings, settings.get("first", {}), settings.get("second", {})):
+        if isinstance(part, dict) and part.get("pipeline") == "abinet":
+            found.append(f"geometry: {part.get('geometry_type')}")
+            det = part.get("deterioration")
+            if isinstance(det, dict):
+                found.append(f"det: var {det['noise_var']}, blur {det['blur_size']}, x{det['rescale_factor']}")
+    return found
+
+
+# ----------------------------------------------------------------------------- drawing
+
+
+def _font(size: int):
+    try:
+        import matplotlib
+
+        path = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+        return ImageFont.truetype(str(path), size)
+    except Exception:
+        return ImageFont.load_default()
+
+
+def _fit(arr: np.ndarray, box_w: int, box_h: int) -> Image.Image:
+    h, w = arr.shape[:2]
+    scale = min(box_w / w, box_h / h, 4.0)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    method = Image.Resampling.NEAREST if scale >= 1 else Image.Resampling.BOX
+    return Image.fromarray(arr, "RGB").resize(size, method)
+
+
+def _model_view(arr: np.ndarray) -> Image.Image:
+    levels = resize_uint8(arr).round().clamp(0, 255).byte().permute(1, 2, 0).numpy()
+    return Image.fromarray(levels, "RGB").resize((CELL_W, MODEL_H), Image.Resampling.NEAREST)
+
+
+def _clip_text(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> str:
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while text and draw.textlength(text + "…", font=font) > width:
+        text = text[:-1]
+    return text + "…"
+
+
+def render_grid(titles: list[str], rows: list[GridRow]) -> Image.Image:
+    """Draw the grid: title row, then per row the margin text and one cell per column."""
+    ncols = len(titles)
+    width = MARGIN_W + ncols * (CELL_W + PAD) + PAD
+    height = TITLE_H + len(rows) * ROW_H + PAD
+    canvas = Image.new("RGB", (width, height), BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
+    font, small = _font(14), _font(12)
+    for c, title in enumerate(titles):
+        x = MARGIN_W + PAD + c * (CELL_W + PAD)
+        draw.text((x + 2, 4), _clip_text(draw, title, font, CELL_W), fill=TEXT, font=font)
+    for r, row in enumerate(rows):
+        y = TITLE_H + r * ROW_H
+        draw.line([(0, y), (width, y)], fill=FRAME)
+        for k, line in enumerate(row.lines):
+            draw.text((PAD, y + PAD + k * 16), _clip_text(draw, line, small, MARGIN_W - 2 * PAD), fill=TEXT, font=small)
+        for c, cell in enumerate(row.cells):
+            x = MARGIN_W + PAD + c * (CELL_W + PAD)
+            native = _fit(cell, CELL_W, NATIVE_H)
+            canvas.paste(native, (x + (CELL_W - native.width) // 2, y + PAD + (NATIVE_H - native.height) // 2))
+            draw.rectangle([x - 1, y + PAD - 1, x + CELL_W, y + PAD + NATIVE_H], outline=FRAME)
+            canvas.paste(_model_view(cell), (x, y + 2 * PAD + NATIVE_H))
+    return canvas
+
+
+def preview_png_bytes(image: Image.Image) -> bytes:
+    """PNG bytes without metadata (identical for identical pixels)."""
+    import io
+
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", optimize=False, compress_level=6)
+    return buf.getvalue()
