@@ -1,0 +1,274 @@
+"""Images -> text with a checkpoint: the reusable core of ``semimtr read`` (and eval/pseudo-labels).
+
+* :func:`decode_logits` turns logits into text, confidence and per-character probabilities.
+* :class:`Predictor` loads a checkpoint once and runs batches in eval mode, fp32 or bf16.
+* :func:`read_paths` is what ``semimtr read`` calls: files/folders -> ordered predictions.
+
+Confidence of a prediction: the per-slot maximum softmax probability, taken over the predicted
+characters and the stop slot (the first null; absent when no slot predicts null), combined by
+product (default; the probability of the greedy string) or mean.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+
+from .charset import NULL_ID, Charset
+from .data.files import list_images
+from .data.image import decode_image, to_model_input
+from .errors import SemimtrError, UsageError
+from .model.checkpoint import model_from_checkpoint
+from .model.outputs import HeadOutput
+
+HEADS = ("alignment", "language", "vision")
+CONFIDENCE_MODES = ("product", "mean")
+PRECISIONS = ("fp32", "bf16", "int8")
+
+
+@dataclass
+class Decoded:
+    """One greedy prediction.
+
+    text: characters before the first null slot. confidence: product/mean of ``char_probs``
+    and ``stop_prob``. char_probs: max softmax probability of each predicted character.
+    stop_prob: that of the stop slot (None when no slot predicted null). length: slots used
+    including the stop slot (the official ``pt_lengths``).
+    """
+
+    text: str
+    confidence: float
+    char_probs: list[float]
+    stop_prob: float | None
+    length: int
+
+
+def decode_logits(logits: torch.Tensor, charset: Charset, confidence: str = "product") -> list[Decoded]:
+    """(N, T, C) logits -> N greedy predictions (argmax per slot, cut at the first null)."""
+    if confidence not in CONFIDENCE_MODES:
+        raise UsageError(f"confidence must be one of {CONFIDENCE_MODES}, got {confidence!r}")
+    probs = torch.softmax(logits.detach().float().cpu(), dim=-1)
+    max_p, ids = probs.max(dim=-1)
+    out = []
+    for row_ids, row_p in zip(ids.tolist(), max_p.tolist()):
+        stop = row_ids.index(NULL_ID) if NULL_ID in row_ids else None
+        n_chars = len(row_ids) if stop is None else stop
+        chars = row_p[:n_chars]
+        stop_p = None if stop is None else row_p[stop]
+        kept = chars + ([] if stop_p is None else [stop_p])
+        if confidence == "product":
+            conf = math.prod(kept)
+        else:
+            conf = sum(kept) / len(kept)
+        out.append(Decoded(text=charset.decode(row_ids[:n_chars]), confidence=float(conf), char_probs=chars,
+                           stop_prob=stop_p, length=n_chars + (0 if stop is None else 1)))
+    return out
+
+
+def resolve_device(name: str) -> torch.device:
+    """``cpu``, ``cuda`` (error if unavailable), ``cuda:<i>`` or ``auto`` (cuda when present)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {name}: no CUDA device is available")
+    if name != "cpu" and not name.startswith("cuda"):
+        raise UsageError(f"--device must be cpu, cuda or auto, got {name!r}")
+    return torch.device(name)
+
+
+def precision_context(device: torch.device, precision: str):
+    """Autocast context for ``precision`` (``bf16`` = bfloat16 autocast; ``fp32``/``int8`` = none)."""
+    if precision not in PRECISIONS:
+        raise UsageError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def quantize_linear_int8(model: torch.nn.Module) -> torch.nn.Module:
+    """Dynamic int8 quantisation of every ``nn.Linear`` (weights int8, activations quantised
+    per batch; convolutions stay fp32). CPU only; returns a new module."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from torch.ao.quantization import quantize_dynamic
+
+        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=False)
+
+
+@dataclass
+class BatchOutput:
+    """Eval-mode outputs of one batch: final HeadOutput per available head (float32, CPU)."""
+
+    heads: dict[str, HeadOutput]
+
+
+class Predictor:
+    """A checkpoint loaded once for inference.
+
+    Args:
+        checkpoint: path of a semimtr checkpoint or the loaded dict (kind full, vision or seqclr).
+        device: ``cpu``, ``cuda`` or ``auto``.
+        precision: ``fp32``; ``bf16`` (bfloat16 autocast); ``int8`` (dynamic int8 Linear layers, CPU only).
+        channels_last: run convolutions in channels-last memory layout (None = on for CPU,
+            where it measured faster with unchanged outputs).
+    """
+
+    def __init__(self, checkpoint, *, device: str = "cpu", precision: str = "fp32", channels_last: bool | None = None) -> None:
+        model, charset, ckpt = model_from_checkpoint(checkpoint)
+        self.kind = ckpt["kind"]
+        if self.kind == "language":
+            raise SemimtrError("this checkpoint holds a language model alone, which cannot read images")
+        self.device = resolve_device(device)
+        precision_context(self.device, precision)  # validates
+        self.precision = precision
+        if channels_last is None:
+            channels_last = self.device.type == "cpu"
+        self.channels_last = channels_last
+        if precision == "int8":
+            if self.device.type != "cpu":
+                raise UsageError("--precision int8 runs on the CPU only; use bf16 on GPU")
+            model = quantize_linear_int8(model)
+        self.model = model.to(self.device)
+        if channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.charset = charset
+        self.config = model.config
+        self.checkpoint = ckpt
+        self.heads: tuple[str, ...] = HEADS if self.kind == "full" else ("vision",)
+
+    def check_head(self, head: str) -> None:
+        if head not in HEADS:
+            raise UsageError(f"--head must be one of {HEADS}, got {head!r}")
+        if head not in self.heads:
+            raise UsageError(f"a {self.kind} checkpoint has no {head} head (available: {', '.join(self.heads)})")
+
+    def preprocess(self, images: Sequence) -> torch.Tensor:
+        """PIL images / HxWx3 uint8 arrays -> (N, 3, image_h, image_w) normalised batch.
+
+        Tensors of shape (3, image_h, image_w) are taken as already preprocessed.
+        """
+        h, w = self.config.image_h, self.config.image_w
+        items = [img if torch.is_tensor(img) else to_model_input(img, h, w) for img in images]
+        return torch.stack(items) if items else torch.empty(0, 3, h, w)
+
+    @torch.no_grad()
+    def forward(self, batch: torch.Tensor) -> BatchOutput:
+        """Model outputs of a preprocessed batch (N, 3, H, W)."""
+        x = batch.to(self.device)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with precision_context(self.device, self.precision):
+            out = self.model(x)
+        if self.kind == "full":
+            heads = {name: out.head(name) for name in HEADS}
+        else:
+            heads = {"vision": out}
+        return BatchOutput({name: _to_cpu_float(h) for name, h in heads.items()})
+
+    def predict(self, images: Sequence, *, head: str = "alignment", confidence: str = "product") -> tuple[list[Decoded], BatchOutput]:
+        """Decode one batch of images with ``head``; also returns the raw outputs."""
+        self.check_head(head)
+        out = self.forward(self.preprocess(images))
+        return decode_logits(out.heads[head].logits, self.charset, confidence), out
+
+
+def _to_cpu_float(h: HeadOutput) -> HeadOutput:
+    return HeadOutput(
+        logits=h.logits.float().cpu(),
+        lengths=h.lengths.cpu(),
+        feature=h.feature.float().cpu(),
+        extras={k: v.float().cpu() for k, v in h.extras.items() if k == "attn_scores"},
+    )
+
+
+# ---------------------------------------------------------------------------------- files
+def gather_image_paths(inputs: Iterable[str | Path]) -> list[Path]:
+    """Files and folders (searched recursively, sorted) -> image paths, in the order given."""
+    paths: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if not p.exists():
+            raise SemimtrError(f"path not found: {p}")
+        paths.extend([p] if p.is_file() else list_images(p))
+    return paths
+
+
+def load_image(path: Path, *, rotate_tall: bool = False):
+    """Decode ``path`` to RGB; with ``rotate_tall`` a crop taller than twice its width is
+    rotated 90 degrees counter-clockwise (top-to-bottom vertical text becomes left-to-right)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SemimtrError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    img = decode_image(data, name=str(path))
+    if rotate_tall and img.height > 2 * img.width:
+        from PIL import Image
+
+        img = img.transpose(Image.Transpose.ROTATE_90)
+    return img
+
+
+@dataclass
+class ReadResult:
+    """Predictions of :func:`read_paths`, in input order.
+
+    rows: dicts with path, text, confidence, length, char_probs. failed: (path, message) of
+    images skipped because they could not be decoded. logits: head -> (N, T, C) float32
+    array (only when requested; rows of failed images are absent).
+    """
+
+    rows: list[dict]
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    logits: dict[str, np.ndarray] | None = None
+
+
+def read_paths(predictor: Predictor, paths: Sequence[Path], *, head: str = "alignment", batch_size: int = 32,
+               confidence: str = "product", rotate_tall: bool = False, keep_logits: bool = False,
+               skip_bad: bool = False, on_progress: Callable[[int], None] | None = None) -> ReadResult:
+    """Recognise every image in ``paths`` (batched, input order kept).
+
+    Raises:
+        SemimtrError: naming the first unreadable image, unless ``skip_bad`` (then it is listed
+            in ``failed``).
+    """
+    predictor.check_head(head)
+    if batch_size < 1:
+        raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
+    rows: list[dict] = []
+    failed: list[tuple[str, str]] = []
+    logits: dict[str, list[np.ndarray]] = {h: [] for h in predictor.heads}
+    for start in range(0, len(paths), batch_size):
+        chunk = paths[start:start + batch_size]
+        images, names = [], []
+        for p in chunk:
+            try:
+                images.append(load_image(p, rotate_tall=rotate_tall))
+                names.append(str(p))
+            except SemimtrError as exc:
+                if not skip_bad:
+                    raise
+                failed.append((str(p), str(exc)))
+        if images:
+            decoded, out = predictor.predict(images, head=head, confidence=confidence)
+            for name, d in zip(names, decoded):
+                rows.append({"path": name, "text": d.text, "confidence": d.confidence, "length": d.length,
+                             "char_probs": d.char_probs, "stop_prob": d.stop_prob})
+            if keep_logits:
+                for h in predictor.heads:
+                    logits[h].append(out.heads[h].logits.numpy())
+        if on_progress:
+            on_progress(len(chunk))
+    stacked = None
+    if keep_logits:
+        c = predictor.config.num_classes
+        stacked = {h: (np.concatenate(v) if v else np.zeros((0, predictor.config.max_slots, c), np.float32))
+                   for h, v in logits.items()}
+    return ReadResult(rows=rows, failed=failed, logits=stacked)
