@@ -36,6 +36,26 @@ Transform = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 MIN_SIDE_DEFAULT = 7
 
 
+class PerSourcePipeline:
+    """A named augmentation pipeline built once per LMDB, seeded ``seed * 1000 + lmdb index``.
+
+    The official loader builds its transform per LMDB dataset, and ABINet's augmentation
+    freezes one geometric type and one set of deterioration parameters at construction, so
+    each LMDB gets its own frozen choice. This reproduces that. Built lazily in each worker.
+    """
+
+    def __init__(self, name: str, seed: int):
+        self.name, self.seed = name, int(seed)
+        self._built: dict[int, Transform] = {}
+
+    def for_source(self, source: int) -> Transform:
+        if source not in self._built:
+            from .augment import build_pipeline
+
+            self._built[source] = build_pipeline(self.name, seed=self.seed * 1000 + source)
+        return self._built[source]
+
+
 class BadSample(SemimtrError):
     """A stored image that cannot be used (undecodable or too small); the message names its key."""  # the official loader rejects crops whose width or height is <= 6 px
 
@@ -71,7 +91,8 @@ class CropDataset(Dataset):
         labeled: True keeps only samples whose normalised label is valid (1..max_length
             characters) and counts the rest in :attr:`stats`; False ignores labels entirely
             (every sample has length 0).
-        views: one transform per view (``None`` = no augmentation). One view gives ``image``
+        views: one transform per view (``None`` = no augmentation, a
+            :class:`PerSourcePipeline` = one pipeline per LMDB). One view gives ``image``
             (3,H,W); two or more give (V,3,H,W).
         seed: base of the per-item random generators.
         on_bad: what to do with an undecodable or too-small image: ``"substitute"`` (training:
@@ -178,7 +199,12 @@ class CropDataset(Dataset):
             raise SemimtrError(f"{self.describe(index)} and the following samples are all unreadable")
         rng = np.random.default_rng([self.seed, draw, i])
         h, w = self.image_size
-        tensors = [to_model_input(img if t is None else t(img, rng), h, w) for t in self.views]
+        source = int(self._reader_ids[i])
+        tensors = []
+        for view in self.views:
+            if isinstance(view, PerSourcePipeline):
+                view = view.for_source(source)
+            tensors.append(to_model_input(img if view is None else view(img, rng), h, w))
         image = tensors[0] if len(tensors) == 1 else torch.stack(tensors)
         if self.labeled:
             label, length = self._labels[i], self._lengths[i]

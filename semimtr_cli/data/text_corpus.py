@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -70,10 +71,27 @@ def read_corpus_words(path: str | Path, *, fmt: str = "auto", column: str | None
 
 
 class TextCorpusDataset(Dataset):
-    """Normalised words as ``{"label": (T,) int64 ids, "length": int64 (chars + stop)}``."""
+    """Normalised words for the language model.
 
-    def __init__(self, words: list[str], charset: Charset, *, min_length: int = 1, source: str = "corpus"):
+    Items: ``label`` (T,) int64 ids and ``length`` (chars + stop) of the clean word, and
+    ``input`` / ``input_length``: the same word, or ``noise(word, rng)`` when a noise function
+    is given (spelling mutation), with ``rng = default_rng([seed, draw, index])`` keyed like
+    the image datasets so a resumed run sees the same inputs.
+    """
+
+    def __init__(
+        self,
+        words: list[str],
+        charset: Charset,
+        *,
+        min_length: int = 1,
+        source: str = "corpus",
+        noise: Callable[[str, np.random.Generator], str] | None = None,
+        seed: int = 0,
+    ):
         self.charset = charset
+        self.noise = noise
+        self.seed = seed
         self.stats = CorpusStats(total=len(words))
         dtype = np.uint8 if charset.num_classes <= 256 else np.int32
         rows = []
@@ -100,5 +118,15 @@ class TextCorpusDataset(Dataset):
     def word(self, i: int) -> str:
         return self.charset.decode(self._ids[i])
 
-    def __getitem__(self, i: int) -> dict:
-        return {"label": torch.from_numpy(self._ids[i].astype(np.int64)), "length": torch.tensor(self._lengths[i])}
+    def __getitem__(self, key) -> dict:
+        i, draw = (int(key[0]), int(key[1])) if isinstance(key, (tuple, list)) else (int(key), int(key))
+        label = torch.from_numpy(self._ids[i].astype(np.int64))
+        length = torch.tensor(self._lengths[i])
+        inp, inp_len = label, length
+        if self.noise is not None:
+            word = self.noise(self.word(i), np.random.default_rng([self.seed, draw, i]))
+            word = "".join(ch for ch in word if ch in self.charset.symbols)[: self.charset.max_length]
+            if word:
+                ids, n = self.charset.encode_padded(word)
+                inp, inp_len = torch.tensor(ids), torch.tensor(n)
+        return {"label": label, "length": length, "input": inp, "input_length": inp_len}

@@ -1,0 +1,89 @@
+"""Shared option handling of the three training commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .. import ui
+
+RECIPE_HELP = "YAML recipe (see recipes/); every key can be overridden with --set."
+SET_HELP = "Override a recipe value, e.g. --set optim.lr=3e-4 --set data.labeled=\\[a,b] (repeatable)."
+
+
+def run_stage(
+    stage: str,
+    recipe_path: Path | None,
+    out: Path | None,
+    overrides: list[str],
+    *,
+    max_steps: int | None,
+    seed: int | None,
+    resume: Path | None,
+    device: str | None,
+    precision: str | None,
+    extra_overrides: list[str] = (),
+    json_out: Path | None = None,
+) -> dict:
+    """Resolve the recipe, run the trainer with a progress bar, print the summary."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from ..errors import UsageError
+    from ..fsutil import atomic_write_json
+    from ..train.recipe import load_recipe
+    from ..train.trainer import train
+
+    if resume is not None:
+        if out is not None and Path(out) != Path(resume):
+            raise UsageError("--resume RUN_DIR continues that folder; do not also give a different --out")
+        out = resume
+        if recipe_path is None:
+            recipe_path = resume / "config.yaml"
+    if out is None:
+        raise UsageError("give --out RUN_DIR (or --resume RUN_DIR)")
+    if recipe_path is None:
+        raise UsageError("give --recipe FILE.yaml (see recipes/)")
+    sets = list(extra_overrides) + list(overrides)
+    if max_steps is not None:
+        sets.append(f"train.max_steps={max_steps}")
+    if seed is not None:
+        sets.append(f"train.seed={seed}")
+    if device is not None:
+        sets.append(f"train.device={device}")
+    if precision is not None:
+        sets.append(f"train.precision={precision}")
+    recipe = load_recipe(recipe_path, sets, stage=stage)
+
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+               TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[ips]:.1f} img/s"),
+               TimeElapsedColumn(), TimeRemainingColumn()]
+    with Progress(*columns, console=ui.err_console, disable=not ui.err_console.is_terminal) as bar:
+        task = bar.add_task(stage, total=None, loss=float("nan"), ips=0.0)
+
+        def on_progress(step: int, total: int, event: dict) -> None:
+            bar.update(task, completed=step, total=total, loss=event["loss"], ips=event["images_per_s"])
+
+        summary = train(recipe, out, resume=resume is not None, log=lambda m: ui.console.print(m, highlight=False),
+                        progress=on_progress)
+    print_summary(summary)
+    if json_out is not None:
+        atomic_write_json(json_out, summary)
+    return summary
+
+
+def print_summary(summary: dict) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{summary['stage']} finished", show_header=False)
+    table.add_row("steps", str(summary["steps"]))
+    table.add_row("epochs", f"{summary['epochs']:.2f}")
+    table.add_row("time", f"{summary['wall_seconds']:.1f} s ({summary['images_per_s']:.1f} images/s)")
+    if summary["final_loss"]:
+        table.add_row("final loss", ", ".join(f"{k} {v:.4f}" for k, v in summary["final_loss"].items()))
+    for k, v in (summary["last_validation"] or {}).items():
+        if "/" not in k:
+            table.add_row(f"valid {k}", f"{v:.2f} %")
+    best = summary["best"]
+    table.add_row("best.pt", f"{best['metric']} {best['value']:.2f} at step {best['step']}" if best["value"] is not None
+                  else best["selected_by"])
+    table.add_row("run folder", str(Path(summary["checkpoints"]["last"]).parent))
+    ui.console.print(table)

@@ -1,0 +1,189 @@
+"""The training recipe: one typed schema for the three SemiMTR stages.
+
+A recipe is a YAML file whose keys are exactly these dataclass fields (unknown keys are
+errors); ``--set a.b=value`` overrides any field. The defaults are the paper's settings where
+one exists (OFFICIAL-FACTS §9); the stage-specific values (batch size, epochs, LR periods,
+weight decay) live in the recipe files under ``recipes/``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from ..config import load_config
+from ..errors import SemimtrError
+from ..model.config import ModelConfig
+
+STAGES = ("pretrain-vision", "pretrain-lm", "finetune")
+PIPELINES = ("abinet", "strong1", "strong2", "none")
+
+
+@dataclass
+class DataConfig:
+    """Where the data comes from and how it is read.
+
+    labeled / unlabeled / valid: LMDB folders, or roots searched recursively for LMDBs.
+    weights: sampling weights of (labeled, unlabeled) when both are given (paper 0.3 / 0.7).
+    corpus / valid_corpus: text files for ``pretrain-lm`` (word list, running text, CSV/TSV).
+    valid_split: held-out words taken from ``corpus`` when no ``valid_corpus`` is given.
+    """
+
+    labeled: list[str] = field(default_factory=list)
+    unlabeled: list[str] = field(default_factory=list)
+    weights: list[float] = field(default_factory=lambda: [0.3, 0.7])
+    valid: list[str] = field(default_factory=list)
+    charset: str = "36"
+    charset_unknown: Literal["remove", "reject"] = "remove"
+    min_side: int = 7
+    num_workers: int = 2
+    valid_max_samples: int | None = None
+    corpus: str | None = None
+    corpus_format: Literal["auto", "lines", "text", "csv", "tsv"] = "auto"
+    corpus_column: str | None = None
+    valid_corpus: str | None = None
+    valid_split: int = 2000
+
+
+@dataclass
+class AugmentConfig:
+    """Augmentation pipeline per view (names of ``data.augment.build_pipeline``).
+
+    supervised: the single view of CE-only vision training (ABINet baseline).
+    seqclr: both views of SemiMTR vision pre-training (paper: severity 1, no geometry).
+    teacher / student: the weak and strong views of fine-tuning (paper: abinet / strong1).
+    """
+
+    supervised: Literal["abinet", "strong1", "strong2", "none"] = "abinet"
+    seqclr: Literal["abinet", "strong1", "strong2", "none"] = "strong1"
+    teacher: Literal["abinet", "strong1", "strong2", "none"] = "abinet"
+    student: Literal["abinet", "strong1", "strong2", "none"] = "strong1"
+
+
+@dataclass
+class OptimConfig:
+    """Adam with the official schedule (piecewise constant, x gamma per phase).
+
+    periods: phase lengths in epochs (e.g. [17, 5, 3]); the last phase runs to the end.
+    weight_decay: Adam's coupled L2 (official ``true_wd: False``); ``decay_norm_and_bias``
+    False exempts norm weights and biases (official ``bn_wd: False``).
+    """
+
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    decay_norm_and_bias: bool = False
+    clip_grad: float | None = 20.0
+    schedule: Literal["multistep", "cosine", "constant"] = "multistep"
+    periods: list[float] = field(default_factory=list)
+    gamma: float = 0.1
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.0
+
+
+@dataclass
+class TrainConfig:
+    """The loop.
+
+    batch_size: the GLOBAL batch (all ranks together, as in the paper's recipes).
+    epochs / max_steps: length; ``max_steps`` (optimizer steps) wins when set.
+    precision: ``auto`` = bf16/fp16 AMP on CUDA, fp32 on CPU; ``bf16`` also works on CPU.
+    eval_every / save_every / log_every: in optimizer steps (0 = only at the end).
+    """
+
+    batch_size: int = 32
+    epochs: float = 1.0
+    max_steps: int | None = None
+    grad_accum: int = 1
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    device: str = "auto"
+    seed: int = 0
+    log_every: int = 10
+    eval_every: int = 1000
+    save_every: int = 1000
+    select_metric: Literal["auto", "alignment", "language", "vision"] = "auto"
+    sync_bn: bool = False
+    compile: bool = False
+    threads: int | None = None
+
+
+@dataclass
+class SeqCLRConfig:
+    """Vision pre-training objective. mode: semimtr (CE + SeqCLR), ce_only, seqclr_only."""
+
+    mode: Literal["semimtr", "ce_only", "seqclr_only"] = "semimtr"
+    temperature: float = 0.1
+    ce_weight: float = 1.0
+    contrastive_weight: float = 1.0
+
+
+@dataclass
+class ConsistencyConfig:
+    """Fine-tuning consistency regularization (defaults = the official shipped settings).
+
+    enabled False gives the supervised-only (ABINet-style) fine-tuning on one view.
+    pairing: ``all_to_all`` (each student head learns from the teacher's same head) or one
+    teacher head; student_heads: which student heads learn in that case.
+    threshold: per-slot teacher confidence cut (None = off; the paper's option is 0.9).
+    ema: a separate exponential-moving-average teacher (decay ``ema_decay``).
+    """
+
+    enabled: bool = True
+    weight: float = 1.0
+    pairing: Literal["all_to_all", "alignment", "language", "vision"] = "all_to_all"
+    student_heads: Literal["all", "alignment", "language", "vision"] = "all"
+    one_hot: bool = True
+    kl: bool = False
+    threshold: float | None = None
+    stop_gradient: bool = True
+    iteration_reduction: Literal["official", "sum", "mean"] = "official"
+    ema: bool = False
+    ema_decay: float = 0.9999
+
+
+@dataclass
+class LanguageConfig:
+    """Language-model pre-training: input noise options (off by default, as the official)."""
+
+    spelling_mutation: bool = False
+    label_smoothing: float = 0.0
+
+
+@dataclass
+class InitConfig:
+    """Checkpoints to start from (our format; official files go through ``semimtr convert``)."""
+
+    vision: str | None = None
+    language: str | None = None
+    full: str | None = None
+
+
+@dataclass
+class Recipe:
+    stage: Literal["pretrain-vision", "pretrain-lm", "finetune"]
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    seqclr: SeqCLRConfig = field(default_factory=SeqCLRConfig)
+    consistency: ConsistencyConfig = field(default_factory=ConsistencyConfig)
+    language: LanguageConfig = field(default_factory=LanguageConfig)
+    init: InitConfig = field(default_factory=InitConfig)
+    description: str = ""
+
+
+def load_recipe(path: str | Path | None, overrides: list[str] = (), *, stage: str | None = None) -> Recipe:
+    """Read a recipe file, apply ``--set`` overrides, check it fits ``stage``."""
+    if path is not None and not Path(path).is_file():
+        raise SemimtrError(f"recipe file not found: {path}")
+    raw_overrides = list(overrides)
+    if path is None and stage is not None:
+        raw_overrides.insert(0, f"stage={stage}")
+    recipe = load_config(Recipe, path, raw_overrides)
+    recipe.model.validate()
+    if stage is not None and recipe.stage != stage:
+        raise SemimtrError(f"{path}: this recipe is for `semimtr {recipe.stage}`, not `semimtr {stage}`")
+    return recipe

@@ -1,0 +1,238 @@
+"""The trainer and the three stages on micro models and synthetic data (CPU, seconds each)."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from semimtr_cli.charset import Charset
+from semimtr_cli.cli import app
+from semimtr_cli.data.lmdb_io import write_lmdb
+from semimtr_cli.data.synth import generate
+from semimtr_cli.errors import SemimtrError
+from semimtr_cli.model.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from semimtr_cli.model.factory import build_model
+from semimtr_cli.model.transfer import load_part
+from semimtr_cli.train.recipe import load_recipe
+from semimtr_cli.train.trainer import train
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "recipes" / "cpu-tiny"
+MICRO = [
+    "model.resnet_stem_channels=4", "model.resnet_channels=[4,8,8,16,32]", "model.resnet_blocks=[1,1,1,1,1]",
+    "model.d_model=32", "model.nhead=2", "model.d_inner=64", "model.vision_layers=1", "model.attention_channels=8",
+    "model.lm_layers=1", "data.num_workers=0", "train.threads=2", "train.log_every=1", "train.batch_size=8",
+    "train.eval_every=0", "train.save_every=0", "data.valid_max_samples=16",
+]
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    generate(root / "train", 48, seed=0, lmdb=True)
+    generate(root / "unl", 48, seed=1, lmdb=True, unlabeled=True, style="wild")
+    generate(root / "valid", 16, seed=2, lmdb=True)
+    words = root / "words.txt"
+    words.write_text("\n".join(["hello", "world", "text", "scene", "label", "model", "train", "token"] * 4), encoding="utf-8")
+    return root
+
+
+def data_sets(data):
+    return [f"data.labeled=[{data / 'train'}]", f"data.unlabeled=[{data / 'unl'}]", f"data.valid=[{data / 'valid'}]",
+            f"data.corpus={data / 'words.txt'}", f"data.valid_corpus={data / 'words.txt'}"]
+
+
+def recipe(name, data, *extra):
+    return load_recipe(TINY / f"{name}.yaml", MICRO + data_sets(data) + list(extra))
+
+
+def test_three_stages_end_to_end(data, tmp_path):
+    vis = train(recipe("pretrain_vision", data, "train.max_steps=3"), tmp_path / "vision")
+    assert vis["steps"] == 3 and "vision" in vis["last_validation"]
+    for name in ("config.yaml", "metrics.jsonl", "summary.json", "last.pt", "best.pt", "curves.png"):
+        assert (tmp_path / "vision" / name).is_file(), name
+    events = [json.loads(x) for x in (tmp_path / "vision" / "metrics.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in events if e["event"] == "train"] == [1, 2, 3]
+    assert {"ce", "seqclr"} <= set(events[0])
+
+    lm = train(recipe("pretrain_lm", data, "train.max_steps=3"), tmp_path / "lm")
+    assert {"exact", "top5"} <= set(lm["last_validation"])
+
+    logs = []
+    ft = train(recipe("finetune", data, "train.max_steps=2", f"init.vision={tmp_path / 'vision' / 'best.pt'}",
+                      f"init.language={tmp_path / 'lm' / 'best.pt'}"), tmp_path / "ft", log=logs.append)
+    assert set(ft["last_validation"]) >= {"alignment", "language", "vision"}
+    assert any("vision:" in line and "copied" in line for line in logs)
+    model, charset, ckpt = model_from_checkpoint(tmp_path / "ft" / "best.pt")
+    assert ckpt["kind"] == "full" and ckpt["stage"] == "finetune" and charset.num_classes == 37
+    # initial weights came from the stage-1 checkpoint (same backbone stem before training moved it little)
+    assert ft["init"] and "vision: " in ft["init"][0]
+
+
+def test_language_model_learns(data, tmp_path):
+    r = recipe("pretrain_lm", data, "train.max_steps=150", "train.eval_every=150", "optim.lr=0.003",
+               "optim.periods=[]", "train.batch_size=32", "model.dropout=0.0")
+    first = train(load_recipe(TINY / "pretrain_lm.yaml", MICRO + data_sets(data) + ["train.max_steps=1"]), tmp_path / "lm0")
+    summary = train(r, tmp_path / "lm")
+    events = [json.loads(x) for x in (tmp_path / "lm" / "metrics.jsonl").read_text().splitlines()]
+    losses = [e["loss"] for e in events if e["event"] == "train"]
+    assert sum(losses[-10:]) / 10 < 0.3 * sum(losses[:10]) / 10
+    assert summary["last_validation"]["exact"] > first["last_validation"]["exact"] + 30
+
+
+def test_resume_in_process_matches_uninterrupted(data, tmp_path):
+    extra = ["train.save_every=3", "data.num_workers=2"]
+    full = train(recipe("finetune", data, "train.max_steps=6", *extra), tmp_path / "full")
+    train(recipe("finetune", data, "train.max_steps=3", *extra), tmp_path / "part")
+    shutil.copy(tmp_path / "part" / "last.pt", tmp_path / "part" / "kept.pt")
+    resumed = train(recipe("finetune", data, "train.max_steps=6", *extra), tmp_path / "part", resume=True)
+    assert full["steps"] == resumed["steps"] == 6
+    a = load_checkpoint(tmp_path / "full" / "last.pt")["state_dict"]
+    b = load_checkpoint(tmp_path / "part" / "last.pt")["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _run_cli(args, **kw):
+    return subprocess.Popen([sys.executable, "-m", "semimtr_cli.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, cwd=REPO, **kw)
+
+
+def test_kill9_then_resume_gives_same_weights(data, tmp_path):
+    sets = []
+    for s in MICRO + data_sets(data) + ["train.max_steps=24", "train.save_every=4"]:
+        sets += ["--set", s]
+    base = ["pretrain-vision", "--recipe", str(TINY / "pretrain_vision.yaml"), *sets]
+    ref = _run_cli(base + ["--out", str(tmp_path / "ref")])
+    assert ref.wait(timeout=300) == 0, ref.stdout.read()
+    victim = _run_cli(base + ["--out", str(tmp_path / "victim")])
+    metrics = tmp_path / "victim" / "metrics.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and victim.poll() is None:
+        lines = metrics.read_text().splitlines() if metrics.exists() else []
+        if len(lines) >= 6:  # a checkpoint exists at step 4; now somewhere between checkpoints
+            victim.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    assert victim.wait(timeout=60) == -signal.SIGKILL, "the run finished before it could be killed"
+    assert load_checkpoint(tmp_path / "victim" / "last.pt")["loop_state"]["step"] < 24
+    resumed = _run_cli(["pretrain-vision", "--resume", str(tmp_path / "victim")])
+    assert resumed.wait(timeout=300) == 0, resumed.stdout.read()
+    a = load_checkpoint(tmp_path / "ref" / "last.pt")
+    b = load_checkpoint(tmp_path / "victim" / "last.pt")
+    assert a["step"] == b["step"] == 24
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    steps = [json.loads(x)["step"] for x in (tmp_path / "victim" / "metrics.jsonl").read_text().splitlines()
+             if json.loads(x)["event"] == "train"]
+    assert steps == list(range(1, 25))  # events after the checkpoint were redone, not duplicated
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ddp_two_gloo_ranks_match_single_process(data, tmp_path):
+    sets = MICRO + data_sets(data) + ["train.max_steps=5", "train.batch_size=16", "model.dropout=0.0", "train.threads=1"]
+    train(load_recipe(TINY / "pretrain_lm.yaml", sets), tmp_path / "single")
+    args = []
+    for s in sets:
+        args += ["--set", s]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(_free_port()), "-m", "semimtr_cli.cli", "pretrain-lm",
+           "--recipe", str(TINY / "pretrain_lm.yaml"), "--out", str(tmp_path / "ddp"), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    # the logged loss is the global-batch loss on every rank: identical trajectories
+    def losses(run):
+        lines = (tmp_path / run / "metrics.jsonl").read_text().splitlines()
+        return [json.loads(x)["loss"] for x in lines if json.loads(x)["event"] == "train"]
+
+    assert losses("single") == pytest.approx(losses("ddp"), rel=1e-5)
+    # weights: Adam turns float-summation-order noise into at most ~lr-sized steps on
+    # parameters with near-zero gradients; anything beyond 1e-4 would be a real difference
+    a = load_checkpoint(tmp_path / "single" / "last.pt")["state_dict"]
+    b = load_checkpoint(tmp_path / "ddp" / "last.pt")["state_dict"]
+    assert max(float((a[k].float() - b[k].float()).abs().max()) for k in a) < 1e-4
+    summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
+    assert summary["world_size"] == 2
+
+
+def test_transfer_remaps_charset_and_reports(tmp_path):
+    cfg = load_recipe(TINY / "finetune.yaml", MICRO).model
+    src_cs, dst_cs = Charset.preset("36"), Charset.preset("94", max_length=30)
+    src = build_model("full", cfg, src_cs)
+    save_checkpoint(tmp_path / "src.pt", src, src_cs)
+    import dataclasses
+
+    dst = build_model("full", dataclasses.replace(cfg, max_length=30, num_classes=None), dst_cs)
+    fresh_upper = dst.vision.cls.weight[dst_cs.encode("A")[0]].clone()
+    report = load_part(dst, load_checkpoint(tmp_path / "src.pt"), "full", dst_cs, source="src.pt")
+    a, b = src_cs.encode("q")[0], dst_cs.encode("q")[0]
+    assert torch.equal(dst.vision.cls.weight[b], src.vision.cls.weight[a])
+    assert torch.equal(dst.language.proj.weight[:, b], src.language.proj.weight[:, a])
+    assert torch.equal(dst.alignment.cls.bias[0], src.alignment.cls.bias[0])  # null -> null
+    assert torch.equal(dst.vision.cls.weight[dst_cs.encode("A")[0]], fresh_upper)  # new symbol keeps its init
+    assert "A" in report.new_symbols and report.dropped_symbols == []
+    assert report.regenerated  # position tables resized 26 -> 31
+    bigger = build_model("full", dataclasses.replace(cfg, d_model=64, resnet_channels=[4, 8, 8, 16, 64], num_classes=None), src_cs)
+    with pytest.raises(SemimtrError, match="shape mismatch"):
+        load_part(bigger, load_checkpoint(tmp_path / "src.pt"), "full", src_cs)
+    with pytest.raises(SemimtrError, match="cannot initialise the language model"):
+        seqclr = build_model("seqclr", cfg, src_cs)
+        save_checkpoint(tmp_path / "v.pt", seqclr, src_cs)
+        load_part(dst.language, load_checkpoint(tmp_path / "v.pt"), "language", dst_cs)
+
+
+def _invoke(args):
+    return runner.invoke(app, args, terminal_width=300)
+
+
+def _sets(items):
+    out = []
+    for s in items:
+        out += ["--set", s]
+    return out
+
+
+@pytest.mark.parametrize("case", ["missing_lmdb", "empty_lmdb", "unknown_key", "wrong_stage_ckpt", "wrong_recipe_stage"])
+def test_bad_inputs_fail_before_training(case, data, tmp_path):
+    args = ["finetune", "--recipe", str(TINY / "finetune.yaml"), "--out", str(tmp_path / "run")]
+    sets = MICRO + data_sets(data)
+    expect = ""
+    if case == "missing_lmdb":
+        sets.append("data.labeled=[/no/such/lmdb]")
+        expect = "not found: /no/such/lmdb"
+    elif case == "empty_lmdb":
+        write_lmdb(tmp_path / "empty", [])
+        sets.append(f"data.labeled=[{tmp_path / 'empty'}]")
+        expect = "no usable labeled sample"
+    elif case == "unknown_key":
+        bad = tmp_path / "bad.yaml"
+        bad.write_text((TINY / "finetune.yaml").read_text() + "optim2:\n  lr: 1\n")
+        args[2] = str(bad)
+        expect = "unknown key 'optim2'"
+    elif case == "wrong_stage_ckpt":
+        cs = Charset.preset("36")
+        save_checkpoint(tmp_path / "lm.pt", build_model("language", load_recipe(TINY / "finetune.yaml", MICRO).model, cs), cs)
+        args += ["--init-vision", str(tmp_path / "lm.pt")]
+        expect = "a 'language' checkpoint cannot initialise the vision model"
+    elif case == "wrong_recipe_stage":
+        args[0] = "pretrain-vision"
+        expect = "this recipe is for `semimtr finetune`"
+    result = _invoke(args + _sets(sets))
+    assert result.exit_code != 0
+    assert expect in result.output, result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "run" / "last.pt").exists()
