@@ -187,7 +187,7 @@ def test_transfer_remaps_charset_and_reports(tmp_path):
     assert "A" in report.new_symbols and report.dropped_symbols == []
     assert report.regenerated  # position tables resized 26 -> 31
     bigger = build_model("full", dataclasses.replace(cfg, d_model=64, resnet_channels=[4, 8, 8, 16, 64], num_classes=None), src_cs)
-    with pytest.raises(SemimtrError, match="shape mismatch"):
+    with pytest.raises(SemimtrError, match="shape mismatches"):
         load_part(bigger, load_checkpoint(tmp_path / "src.pt"), "full", src_cs)
     with pytest.raises(SemimtrError, match="cannot initialise the language model"):
         seqclr = build_model("seqclr", cfg, src_cs)

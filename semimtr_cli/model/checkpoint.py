@@ -139,6 +139,14 @@ def load_state_dict_strict(model: nn.Module, state_dict: dict, source: str) -> N
     unexpected = [k for k in state_dict if k not in own]
     shapes = [f"{k} {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
               for k in own if k in state_dict and tuple(state_dict[k].shape) != tuple(own[k].shape)]
+    problems = describe_key_problems(missing, unexpected, shapes)
+    if problems:
+        raise SemimtrError(f"{source}: state dict does not fit the model: {problems}")
+    model.load_state_dict(state_dict, strict=True)
+
+
+def describe_key_problems(missing: list[str], unexpected: list[str], shapes: list[str]) -> str:
+    """One line listing missing keys, unexpected keys and shape mismatches ('' if none)."""
     problems = []
     if missing:
         problems.append(f"missing keys {_listing(missing)}")
@@ -146,9 +154,7 @@ def load_state_dict_strict(model: nn.Module, state_dict: dict, source: str) -> N
         problems.append(f"unexpected keys {_listing(unexpected)}")
     if shapes:
         problems.append(f"shape mismatches {_listing(shapes)}")
-    if problems:
-        raise SemimtrError(f"{source}: state dict does not fit the model: " + "; ".join(problems))
-    model.load_state_dict(state_dict, strict=True)
+    return "; ".join(problems)
 
 
 def _listing(items: list[str], limit: int = 12) -> str:

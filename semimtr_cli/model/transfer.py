@@ -21,6 +21,7 @@ from torch import nn
 
 from ..charset import Charset
 from ..errors import SemimtrError
+from .checkpoint import describe_key_problems
 
 PART_PREFIXES = {
     # part -> {source checkpoint kind: key prefix of that part inside the source state dict}
@@ -134,14 +135,8 @@ def load_part(
             continue
         mismatched.append(f"{key} {tuple(val.shape)} vs {tuple(tgt.shape)}")
     unexpected = sorted(k for k in src_sd if k not in target_sd)
-    if missing or mismatched or unexpected:
-        problems = []
-        if missing:
-            problems.append(f"missing {missing[:8]}{' ...' if len(missing) > 8 else ''}")
-        if unexpected:
-            problems.append(f"unexpected {unexpected[:8]}{' ...' if len(unexpected) > 8 else ''}")
-        if mismatched:
-            problems.append(f"shape mismatch {mismatched[:8]}{' ...' if len(mismatched) > 8 else ''}")
-        raise SemimtrError(f"{source}: cannot initialise the {part} model ({'; '.join(problems)}); is the model config the same?")
+    problems = describe_key_problems(missing, unexpected, mismatched)
+    if problems:
+        raise SemimtrError(f"{source}: cannot initialise the {part} model ({problems}); is the model config the same?")
     module.load_state_dict(new_sd, strict=True)
     return report
