@@ -12,6 +12,7 @@ provides:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from dataclasses import dataclass
 from typing import Callable
@@ -50,6 +51,17 @@ class PerView(nn.Module):
 
     def forward(self, images: torch.Tensor) -> list:
         return [self.model(images[:, v]) for v in range(images.shape[1])]
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module):
+    """Run a block with ``model`` in eval mode, restoring its previous mode afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -168,13 +180,10 @@ class Stage:
         """Word accuracy per head (percent) on each validation set and overall."""
         if not getattr(self, "_valid", None):
             return {}
-        model = unwrap(model)
-        was_training = model.training
-        model.eval()
         d = self.recipe.data
         out: dict[str, float] = {}
         totals = {h: TextMetrics() for h in self.heads}
-        try:
+        with eval_mode(unwrap(model)) as model:
             for name, ds in self._valid:
                 limit = d.valid_max_samples or len(ds)
                 subset = torch.utils.data.Subset(ds, range(min(limit, len(ds))))
@@ -194,8 +203,6 @@ class Stage:
                 for head, m in per_set.items():
                     out[f"{short}/{head}"] = m.accuracy
                     totals[head].merge(m)
-        finally:
-            model.train(was_training)
         for head, m in totals.items():
             out[head] = m.accuracy
         return out
@@ -328,14 +335,11 @@ class PretrainLanguage(Stage):
     def validate(self, model, autocast):
         if not self._valid_words:
             return {}
-        model = unwrap(model)
-        was_training = model.training
-        model.eval()
         rng = np.random.default_rng(12345)
         noisy = [disturb_word(w, rng) for w in self._valid_words]
         exact = top5 = 0
         bs = 512
-        try:
+        with eval_mode(unwrap(model)) as model:
             for start in range(0, len(noisy), bs):
                 clean = self._valid_words[start:start + bs]
                 inp = [self.charset.encode_padded(w) for w in noisy[start:start + bs]]
@@ -351,8 +355,6 @@ class PretrainLanguage(Stage):
                     gt_t = torch.tensor(gt_ids[:gt_len], device=row.device)
                     slots_ok = bool((row[:gt_len] == gt_t.unsqueeze(-1)).any(-1).all())
                     top5 += slots_ok and dec.length == gt_len
-        finally:
-            model.train(was_training)
         n = len(noisy)
         return {"exact": 100.0 * exact / n, "top5": 100.0 * top5 / n}
 
