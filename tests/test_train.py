@@ -236,3 +236,42 @@ def test_bad_inputs_fail_before_training(case, data, tmp_path):
     assert expect in result.output, result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "run" / "last.pt").exists()
+
+
+@pytest.mark.parametrize(
+    "name,options",
+    [
+        ("finetune", ["consistency.ema=true"]),
+        ("finetune", ["consistency.threshold=0.9", "consistency.one_hot=false"]),
+        ("finetune", ["consistency.pairing=vision", "consistency.student_heads=alignment", "consistency.kl=true"]),
+        ("finetune", ["consistency.enabled=false"]),
+        ("pretrain_vision", ["seqclr.mode=ce_only"]),
+        ("pretrain_vision", ["seqclr.mode=seqclr_only", "data.labeled=[]"]),
+        ("pretrain_lm", ["language.spelling_mutation=true", "language.label_smoothing=0.1"]),
+    ],
+)
+def test_stage_options_run(name, options, data, tmp_path):
+    summary = train(recipe(name, data, "train.max_steps=2", *options), tmp_path / "run")
+    assert summary["steps"] == 2 and summary["final_loss"]
+    assert all(v == v for v in summary["final_loss"].values())  # no NaN
+    ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
+    if "consistency.ema=true" in options:
+        ema = ckpt["ema_state_dict"]
+        assert set(ema) == set(ckpt["state_dict"])
+        assert any(not torch.equal(ema[k], ckpt["state_dict"][k]) for k in ema if ema[k].is_floating_point())
+
+
+def test_gradient_accumulation_counts_optimizer_steps(data, tmp_path):
+    summary = train(recipe("pretrain_lm", data, "train.max_steps=3", "train.grad_accum=2"), tmp_path / "run")
+    state = load_checkpoint(tmp_path / "run" / "last.pt")["loop_state"]
+    assert summary["steps"] == 3 and state["batches_in_epoch"] == 6
+    with pytest.raises(SemimtrError, match="divisible"):
+        train(recipe("pretrain_lm", data, "train.grad_accum=3"), tmp_path / "bad")
+
+
+def test_every_shipped_recipe_loads():
+    paths = sorted((REPO / "recipes").rglob("*.yaml"))
+    assert len(paths) >= 9
+    for path in paths:
+        r = load_recipe(path)
+        assert r.stage in ("pretrain-vision", "pretrain-lm", "finetune")

@@ -430,7 +430,7 @@ class Finetune(Stage):
                 threshold=cfg.threshold, stop_gradient=True, iteration_reduction=cfg.iteration_reduction)
             parts = {f"sup_student_{k}": float(v) for k, v in sup_parts.items()}
             parts.update({f"cons_{k}": float(v) for k, v in cons_parts.items()})
-            parts["consistency"] = float(cons)
+            parts["consistency"] = float(cons.detach())
             return sup + cfg.weight * cons, parts
         teacher, student = (gather_output(o, dist) for o in model(images))
         total, parts = losses.finetune_objective(
