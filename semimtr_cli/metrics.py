@@ -4,8 +4,9 @@ Definitions follow the official evaluation (OFFICIAL-FACTS §10):
 - word accuracy: exact string match;
 - char accuracy: position-wise equal characters over min(len(gt), len(pred)), summed, divided
   by the summed ground-truth length;
-- 1-NED: 1 - mean over words of edit_distance / max(len(gt), 1) (the official code sums the
-  normalised distances; dividing by the word count gives the usual 1-NED).
+- 1-NED: 1 - mean over words of edit_distance / max(len(gt), len(pred), 1), the ICDAR-2019 /
+  PARSeq normalisation, which keeps it in [0, 1]. (The official code divides by len(gt) only,
+  so a long wrong prediction can push its 1-NED below zero.)
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class TextMetrics:
         self.correct += ok
         self.gt_chars += len(gt)
         self.correct_chars += sum(p == g for p, g in zip(pred, gt))
-        self.ned_sum += edit_distance(pred, gt) / max(len(gt), 1)
+        self.ned_sum += edit_distance(pred, gt) / max(len(gt), len(pred), 1)
         if confidence is not None:
             self.confidence_sum += confidence
         return ok

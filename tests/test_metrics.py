@@ -17,6 +17,9 @@ def test_text_metrics_summary():
     assert s["one_minus_ned"] == pytest.approx(100 * (1 - (0 + 1 / 5) / 2))
     assert s["char_accuracy"] == pytest.approx(100 * (5 + 3) / 10)  # "helo" vs "hello": h,e,l match, o!=l
     assert s["mean_confidence"] == pytest.approx(70.0)
+    garbage = TextMetrics()
+    garbage.update("abcdefghij", "ab")
+    assert garbage.summary()["one_minus_ned"] == pytest.approx(100 * (1 - 8 / 10))  # bounded, not negative
     other = TextMetrics()
     other.update("a", "b")
     m.merge(other)

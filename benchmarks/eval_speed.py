@@ -1,0 +1,93 @@
+"""End-to-end evaluation throughput (images/s): LMDB read + decode + preprocess + model + greedy
+decode + metrics, exactly the path of ``semimtr eval`` (semimtr_cli.evaluate.evaluate_set), at a
+given batch size with 0 and N DataLoader workers. Writes JSON (default
+benchmarks/results/eval_speed.json).
+
+The benchmark LMDB is rendered by the synthetic generator (``wild`` style, PNG, about 32 px
+high), the model is built at the chosen size with random weights (speed does not depend on the
+weights). Each (model, workers) setting is run ``--repeats`` times, interleaved, median kept.
+
+Example (about 3 minutes on 2 cores):
+    python benchmarks/eval_speed.py --threads 2 --images 256 --batch-size 64 --workers 0,2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from semimtr_cli.charset import Charset
+from semimtr_cli.data.benchmarks import resolve_sets
+from semimtr_cli.data.synth import generate
+from semimtr_cli.evaluate import Protocol, evaluate_set
+from semimtr_cli.model.checkpoint import save_checkpoint
+from semimtr_cli.model.config import ModelConfig
+from semimtr_cli.model.factory import build_model
+from semimtr_cli.predict import Predictor
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2, help="torch intra-op threads of the main process")
+    ap.add_argument("--images", type=int, default=256, help="benchmark size (samples in the LMDB)")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--workers", default="0,2", help="comma list of DataLoader worker counts")
+    ap.add_argument("--models", default="paper,tiny", help="comma list of model presets (paper, tiny)")
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--precision", default="fp32")
+    ap.add_argument("--out", default="benchmarks/results/eval_speed.json")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    workers = [int(w) for w in args.workers.split(",")]
+    cs = Charset.preset("36")
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        gen = generate(root / "test" / "IIIT5k", args.images, seed=0, lmdb=True, style="wild")
+        sets, subsets = resolve_sets("IIIT5k", root)
+        proto = Protocol(subsets=subsets)
+        for preset in args.models.split(","):
+            torch.manual_seed(0)
+            cfg = ModelConfig() if preset == "paper" else ModelConfig.preset(preset)
+            ckpt = save_checkpoint(root / f"{preset}.pt", build_model("full", cfg, cs), cs)
+            predictor = Predictor(ckpt, device="cpu", precision=args.precision)
+            # warm-up (allocator, kernels) on one batch
+            with torch.inference_mode():
+                predictor.forward(torch.zeros(min(args.batch_size, 8), 3, cfg.image_h, cfg.image_w))
+            runs: dict[int, list[float]] = {w: [] for w in workers}
+            for _ in range(args.repeats):
+                for w in workers:
+                    start = time.perf_counter()
+                    with torch.inference_mode():
+                        res = evaluate_set(predictor, sets[0], proto, ["alignment"], batch_size=args.batch_size, workers=w)
+                    seconds = time.perf_counter() - start
+                    assert res.evaluated + len(res.bad_images) + sum(res.skipped_labels.values()) == args.images
+                    runs[w].append(args.images / seconds)
+            for w in workers:
+                results.append({"model": preset, "workers": w, "batch_size": args.batch_size, "precision": args.precision,
+                                "images_per_s": statistics.median(runs[w]), "runs": runs[w]})
+                print(f"{preset:6s} workers={w}: {statistics.median(runs[w]):.1f} images/s (runs {runs[w]})", flush=True)
+    payload = {
+        "what": "semimtr eval end to end (LMDB decode + preprocess + model + decode + metrics), images/s",
+        "machine": {"cpu_count": torch.get_num_threads(), "platform": platform.platform(), "torch": torch.__version__},
+        "load_average_at_end": list(os.getloadavg()),  # other processes on the machine skew the figures
+        "threads": args.threads, "images": args.images, "mean_width": gen["mean_width"], "results": results,
+        "command": "python benchmarks/eval_speed.py " + " ".join(
+            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out"),
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(payload, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,225 @@
+"""ONNX export of a checkpoint and a small onnxruntime runner with the Predictor interface.
+
+The exported graph is the eval-mode model: input ``images`` (N, 3, H, W) float32, already
+normalised (the same pipeline as ``read``: RGB, bilinear resize, /255, ImageNet mean/std), N
+dynamic. Outputs are (N, T, C) logits of the *last iteration*, T = max_length + 1 fixed slots
+(26 for the paper's model): ``alignment``, ``language``, ``vision`` for a full model, or
+``vision`` alone (``vision_only`` or a vision/seqclr checkpoint). Lengths are not exported:
+they are the first null slot + 1, recomputed from the logits by the runner. The charset,
+model config and kind are stored as ONNX metadata, so the file is self-contained.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .charset import Charset
+from .errors import SemimtrError, UsageError
+from .model.outputs import HeadOutput
+
+META_PREFIX = "semimtr."
+DEFAULT_OPSET = 17
+TOLERANCE = 1e-4
+
+
+class _FullLogits(nn.Module):
+    """Full recognizer -> (alignment, language, vision) last-iteration logits."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor):
+        out = self.model(images)
+        return out.alignment[-1].logits, out.language[-1].logits, out.vision.logits
+
+
+class _VisionLogits(nn.Module):
+    """Vision model (alone or inside a full / SeqCLR model) -> vision logits."""
+
+    def __init__(self, vision: nn.Module):
+        super().__init__()
+        self.vision = vision
+
+    def forward(self, images: torch.Tensor):
+        return self.vision(images).logits
+
+
+def _vision_module(model: nn.Module, kind: str) -> nn.Module:
+    if kind == "vision":
+        return model
+    if hasattr(model, "vision"):
+        return model.vision
+    raise SemimtrError(f"a {kind} checkpoint has no vision model to export")
+
+
+@dataclass
+class ExportResult:
+    path: str
+    outputs: list[str]
+    kind: str
+    opset: int
+    max_abs_diff: dict[str, float] | None
+    checked_images: int
+
+
+def export_onnx(checkpoint: str | Path, out: str | Path, *, vision_only: bool = False, opset: int = DEFAULT_OPSET,
+                check: int = 4, check_images: Sequence | None = None, tolerance: float = TOLERANCE) -> ExportResult:
+    """Export ``checkpoint`` to ``out`` (written atomically) and optionally check it.
+
+    Args:
+        vision_only: export only the vision model (outputs ``vision``).
+        check: compare onnxruntime with PyTorch on this many images (0 = no check; needs
+            onnxruntime). ``check_images`` (PIL images / arrays) are used first, then
+            deterministic random inputs fill up to ``check``.
+        tolerance: largest allowed absolute logit difference.
+
+    Raises:
+        SemimtrError: language-only checkpoint, export failure, onnxruntime missing for a
+            check, or a difference above ``tolerance``.
+    """
+    from .fsutil import atomic_path
+    from .model.checkpoint import model_from_checkpoint
+
+    model, charset, ckpt = model_from_checkpoint(checkpoint)
+    kind = ckpt["kind"]
+    if kind == "language":
+        raise SemimtrError(f"{checkpoint}: a language model alone reads no images; export a full or vision checkpoint")
+    model.eval()
+    if kind == "full" and not vision_only:
+        wrapper, outputs, exported_kind = _FullLogits(model), ["alignment", "language", "vision"], "full"
+    else:
+        wrapper, outputs, exported_kind = _VisionLogits(_vision_module(model, kind)), ["vision"], "vision"
+    wrapper.eval()
+    cfg = model.config
+    example = torch.zeros(2, 3, cfg.image_h, cfg.image_w)
+    dynamic = {name: {0: "batch"} for name in ["images", *outputs]}
+    out = Path(out)
+    with atomic_path(out, suffix=".onnx") as tmp:
+        try:
+            with warnings.catch_warnings(), torch.no_grad():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(wrapper, (example,), str(tmp), dynamo=False, input_names=["images"],
+                                  output_names=outputs, dynamic_axes=dynamic, opset_version=opset,
+                                  do_constant_folding=True)
+        except Exception as exc:  # the exporter raises many types
+            raise SemimtrError(f"{checkpoint}: ONNX export failed ({type(exc).__name__}: {str(exc)[:300]})") from None
+        _add_metadata(tmp, {"kind": exported_kind, "source_kind": kind, "charset": json.dumps(charset.to_dict()),
+                            "model_config": json.dumps(cfg.to_dict()), "outputs": ",".join(outputs)})
+        diffs = None
+        n_checked = 0
+        if check > 0:
+            batch = _check_batch(check, check_images, cfg.image_h, cfg.image_w)
+            diffs = compare_with_torch(tmp, wrapper, batch, outputs)
+            n_checked = batch.shape[0]
+            worst = max(diffs.values())
+            if worst > tolerance:
+                raise SemimtrError(f"{out}: onnxruntime logits differ from PyTorch by {worst:.3g} (> {tolerance:g}); "
+                                   "the file was not written")
+    return ExportResult(str(out), outputs, exported_kind, opset, diffs, n_checked)
+
+
+def _add_metadata(path: Path, entries: dict[str, str]) -> None:
+    import onnx
+
+    proto = onnx.load(str(path))
+    for key, value in entries.items():
+        item = proto.metadata_props.add()
+        item.key, item.value = META_PREFIX + key, value
+    onnx.save(proto, str(path))
+
+
+def _check_batch(n: int, images: Sequence | None, h: int, w: int) -> torch.Tensor:
+    from .data.image import to_model_input
+
+    items = [to_model_input(img, h, w) for img in list(images or [])[:n]]
+    if len(items) < n:
+        gen = torch.Generator().manual_seed(0)
+        levels = torch.randint(0, 256, (n - len(items), h, w, 3), generator=gen, dtype=torch.uint8)
+        items += [to_model_input(x.numpy(), h, w) for x in levels]
+    return torch.stack(items)
+
+
+def _session(path: str | Path):
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise SemimtrError("onnxruntime is not installed (pip install onnxruntime) -- needed to run or check ONNX files") from None
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise SemimtrError(f"{path}: onnxruntime cannot load it ({type(exc).__name__}: {str(exc)[:200]})") from None
+
+
+def compare_with_torch(path: str | Path, wrapper: nn.Module, batch: torch.Tensor, outputs: Sequence[str]) -> dict[str, float]:
+    """Largest absolute logit difference per output between onnxruntime and PyTorch."""
+    sess = _session(path)
+    got = sess.run(list(outputs), {"images": batch.numpy()})
+    with torch.no_grad():
+        ref = wrapper(batch)
+    ref = ref if isinstance(ref, tuple) else (ref,)
+    return {name: float(np.max(np.abs(g - r.numpy()))) for name, g, r in zip(outputs, got, ref)}
+
+
+class OnnxPredictor:
+    """An exported ONNX file behind the part of :class:`semimtr_cli.predict.Predictor` that
+    ``read`` uses: ``kind``, ``heads``, ``charset``, ``config``, ``device``, ``check_head``,
+    ``preprocess``, ``forward``, ``predict``. CPU (onnxruntime's CPU provider), fp32."""
+
+    def __init__(self, path: str | Path):
+        from .model.config import ModelConfig
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise SemimtrError(f"ONNX file not found: {self.path}")
+        self.session = _session(self.path)
+        meta = self.session.get_modelmeta().custom_metadata_map
+        try:
+            self.charset = Charset.from_dict(json.loads(meta[META_PREFIX + "charset"]))
+            self.config = ModelConfig.from_dict(json.loads(meta[META_PREFIX + "model_config"]))
+            self.heads = tuple(meta[META_PREFIX + "outputs"].split(","))
+            self.kind = meta[META_PREFIX + "kind"]
+        except (KeyError, ValueError, TypeError) as exc:
+            raise SemimtrError(f"{self.path}: not an ONNX file written by `semimtr export` (metadata {exc} missing)") from None
+        self.device = torch.device("cpu")
+        self.precision = "fp32"
+
+    def check_head(self, head: str) -> None:
+        if head not in self.heads:
+            raise UsageError(f"{self.path.name} has no {head} output (available: {', '.join(self.heads)})")
+
+    def preprocess(self, images: Sequence) -> torch.Tensor:
+        from .data.image import to_model_input
+
+        h, w = self.config.image_h, self.config.image_w
+        items = [img if torch.is_tensor(img) else to_model_input(img, h, w) for img in images]
+        return torch.stack(items) if items else torch.empty(0, 3, h, w)
+
+    def forward(self, batch: torch.Tensor):
+        from .model.vision import predicted_lengths
+        from .predict import BatchOutput
+
+        arrays = self.session.run(list(self.heads), {"images": batch.detach().cpu().float().numpy()})
+        heads = {}
+        for name, arr in zip(self.heads, arrays):
+            logits = torch.from_numpy(arr)
+            heads[name] = HeadOutput(logits=logits, lengths=predicted_lengths(logits),
+                                     feature=torch.zeros(logits.shape[0], logits.shape[1], 0))
+        return BatchOutput(heads)
+
+    def predict(self, images: Sequence, *, head: str = "alignment", confidence: str = "product"):
+        from .predict import decode_logits
+
+        self.check_head(head)
+        out = self.forward(self.preprocess(images))
+        return decode_logits(out.heads[head].logits, self.charset, confidence), out

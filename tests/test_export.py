@@ -1,0 +1,90 @@
+"""`semimtr export` (ONNX) and `semimtr read --backend onnx`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from helpers import word_png
+from semimtr_cli.charset import Charset
+from semimtr_cli.cli import app
+from semimtr_cli.model.checkpoint import save_checkpoint
+from semimtr_cli.model.config import ModelConfig
+from semimtr_cli.model.factory import build_model
+
+ort = pytest.importorskip("onnxruntime")
+onnx = pytest.importorskip("onnx")
+
+CS = Charset.preset("36")
+MICRO = dict(resnet_stem_channels=4, resnet_channels=[4, 8, 8, 16, 32], resnet_blocks=[1, 1, 1, 1, 1], d_model=32,
+             nhead=2, d_inner=64, vision_layers=1, attention_channels=8, lm_layers=1)
+
+
+@pytest.fixture(scope="module")
+def ckpts(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export")
+    torch.manual_seed(0)
+    out = {kind: save_checkpoint(root / f"{kind}.pt", build_model(kind, ModelConfig.from_dict(MICRO), CS), CS)
+           for kind in ("full", "language")}
+    return root, out
+
+
+def test_export_full_model_matches_torch_with_dynamic_batch(ckpts, tmp_path):
+    root, paths = ckpts
+    dst, report = tmp_path / "full.onnx", tmp_path / "report.json"
+    res = CliRunner().invoke(app, ["export", str(paths["full"]), "--onnx", str(dst), "--check", "3", "--json", str(report)])
+    assert res.exit_code == 0, res.output
+    info = json.loads(report.read_text())
+    assert info["outputs"] == ["alignment", "language", "vision"] and info["checked_images"] == 3
+    assert max(info["max_abs_diff"].values()) <= 1e-4
+    proto = onnx.load(str(dst))
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert json.loads(meta["semimtr.charset"])["symbols"] == "".join(CS.symbols)
+    # batch of 5 (exported with 2): outputs keep 26 slots and match PyTorch eval, last iteration
+    from semimtr_cli.predict import Predictor
+
+    sess = ort.InferenceSession(str(dst), providers=["CPUExecutionProvider"])
+    x = torch.randn(5, 3, 32, 128)
+    got = sess.run(None, {"images": x.numpy()})
+    ref = Predictor(paths["full"], device="cpu", channels_last=False).forward(x)
+    for name, arr in zip(("alignment", "language", "vision"), got):
+        assert arr.shape == (5, 26, 37)
+        assert np.abs(arr - ref.heads[name].logits.numpy()).max() <= 1e-4
+
+
+def test_vision_only_export_and_read_backend_onnx(ckpts, tmp_path):
+    root, paths = ckpts
+    dst = tmp_path / "vision.onnx"
+    res = CliRunner().invoke(app, ["export", str(paths["full"]), "--onnx", str(dst), "--vision-only", "--check", "2"])
+    assert res.exit_code == 0, res.output
+    sess = ort.InferenceSession(str(dst), providers=["CPUExecutionProvider"])
+    assert [o.name for o in sess.get_outputs()] == ["vision"]
+    assert sess.get_inputs()[0].shape[0] == "batch"
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    for i, w in enumerate(["hello", "world", "text"]):
+        (imgs / f"{i}.png").write_bytes(word_png(w, seed=i))
+    outs = {}
+    for backend, model in (("onnx", dst), ("torch", paths["full"])):
+        js = tmp_path / f"{backend}.json"
+        res = CliRunner().invoke(app, ["read", str(model), str(imgs), "--backend", backend, "--head", "vision",
+                                       "--json", str(js), "--device", "cpu"])
+        assert res.exit_code == 0, res.output
+        outs[backend] = json.loads(js.read_text())["predictions"]
+    assert [p["text"] for p in outs["onnx"]] == [p["text"] for p in outs["torch"]]
+    assert np.allclose([p["confidence"] for p in outs["onnx"]], [p["confidence"] for p in outs["torch"]], atol=1e-4)
+    res = CliRunner().invoke(app, ["read", str(dst), str(imgs), "--backend", "onnx", "--head", "alignment"])
+    assert res.exit_code == 2 and "no alignment output" in res.output
+
+
+def test_export_errors(ckpts, tmp_path):
+    root, paths = ckpts
+    res = CliRunner().invoke(app, ["export", str(paths["language"]), "--onnx", str(tmp_path / "lm.onnx")])
+    assert res.exit_code == 1 and "language model alone" in res.output
+    assert not (tmp_path / "lm.onnx").exists()
+    res = CliRunner().invoke(app, ["read", str(paths["full"]), str(tmp_path), "--backend", "onnx"])
+    assert res.exit_code != 0 and "Traceback" not in res.output
