@@ -102,7 +102,8 @@ def main() -> None:
                 print(f"{name:16s} workers={w}  {ips:8.1f} images/s", flush=True)
     out = {
         "benchmark": "loader_speed",
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__},
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
+                    "load_average_1min_at_end": os.getloadavg()[0]},
         "batch_size": args.batch_size,
         "image_size_px": [31, 69],
         "main_process_threads": 1,

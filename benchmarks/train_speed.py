@@ -88,6 +88,7 @@ def main() -> None:
     out = {
         "benchmark": "train_speed",
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
+                    "load_average_1min_at_end": os.getloadavg()[0],
                     "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
         "threads": args.threads, "loader_workers": args.workers,
         "results": results,

@@ -31,6 +31,9 @@ MAX_PIXELS_DEFAULT = 50_000_000  # decompression-bomb guard for word crops
 
 _MEAN = torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(3, 1, 1)
 _STD = torch.tensor(IMAGENET_STD, dtype=torch.float32).view(3, 1, 1)
+# (levels / 255 - mean) / std == levels * _SCALE - _SHIFT, one fused multiply-add
+_SCALE = 1.0 / (255.0 * _STD)
+_SHIFT = _MEAN / _STD
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -68,7 +71,8 @@ def decode_image(data: bytes, *, max_pixels: int = MAX_PIXELS_DEFAULT, name: str
             if w * h > max_pixels:
                 raise SemimtrError(f"{name}: {w}x{h} pixels exceeds the limit of {max_pixels}")
             img.load()
-            img = ImageOps.exif_transpose(img) or img
+            if img.info.get("exif") or getattr(img, "tag_v2", None) is not None:  # orientation lives there
+                img = ImageOps.exif_transpose(img) or img
             return _to_rgb(img)
     except SemimtrError:
         raise
@@ -108,7 +112,7 @@ def resize_uint8(img: Image.Image | np.ndarray, height: int = DEFAULT_HEIGHT, wi
 
 def normalize_levels(levels: torch.Tensor) -> torch.Tensor:
     """(..., 3, H, W) 0..255 levels -> ImageNet-normalised float32, same shape."""
-    return (levels / 255.0 - _MEAN) / _STD
+    return torch.addcmul(-_SHIFT, levels, _SCALE)
 
 
 def to_model_input(img: Image.Image | np.ndarray, height: int = DEFAULT_HEIGHT, width: int = DEFAULT_WIDTH) -> torch.Tensor:

@@ -1,0 +1,297 @@
+"""Rebuild docs/performance.md (and docs/performance/*.png) from benchmarks/results/*.json.
+
+    python benchmarks/report.py [--results benchmarks/results] [--page docs/performance.md]
+
+Every number on the page is read from the JSON files the benchmark scripts wrote; a missing
+file gives a "not measured yet" line with the command that measures it. Nothing is timed here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+COMMANDS = {
+    "model_speed": "python benchmarks/model_speed.py --threads 2",
+    "train_speed": "python benchmarks/train_speed.py --threads 2",
+    "loader_speed": "python benchmarks/loader_speed.py",
+    "eval_speed": "python benchmarks/eval_speed.py --threads 2",
+    "build_lmdb_speed": "python benchmarks/build_lmdb_speed.py",
+    "augment_speed": "python benchmarks/augment_speed.py",
+}
+
+
+def load(results: Path, name: str) -> dict | None:
+    path = results / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def missing(name: str) -> list[str]:
+    return [f"*Not measured yet* -- run `{COMMANDS[name]}` then `python benchmarks/report.py`.", ""]
+
+
+def machine_line(d: dict) -> str:
+    m = d.get("machine")
+    parts = []
+    if isinstance(m, dict):
+        cpus = m.get("cpus", m.get("cpu_count"))
+        if cpus:
+            parts.append(f"{cpus} CPUs")
+        if m.get("platform"):
+            parts.append(m["platform"])
+        if m.get("torch"):
+            parts.append(f"torch {m['torch']}")
+        if m.get("cuda"):
+            parts.append(f"GPU {m['cuda']}")
+        if m.get("threads"):
+            parts.append(f"{m['threads']} torch threads")
+    elif isinstance(m, str):
+        parts.append(m)
+    for key, label in (("cpu_count", "CPUs"), ("threads", "torch threads")):
+        if key in d and not (isinstance(m, dict) and (key in m or (key == "cpu_count" and "cpus" in m))):
+            parts.append(f"{d[key]} {label}")
+    cmd = d.get("command")
+    return "Machine: " + (", ".join(map(str, parts)) or "not recorded") + (f". Command: `{cmd}`." if cmd else ".")
+
+
+def fmt(v, digits: int = 1) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, (int, float)):
+        return f"{v:,.{digits}f}"
+    return str(v)
+
+
+# ------------------------------------------------------------------------------ sections
+def model_section(d: dict | None) -> list[str]:
+    L = ["## Model forward / training step (paper-size model)", ""]
+    if d is None:
+        return L + missing("model_speed")
+    s = d.get("settings", {})
+    L += [machine_line(d), "",
+          f"Preset `{s.get('preset', '?')}`; statistic: {s.get('statistic', 'images/s')}; train = {s.get('train_step', 'forward + backward')}.",
+          "Variants: fp32; bf16 autocast; `-cl` channels-last; int8 = dynamic int8 Linear layers; "
+          "`official-fp32` = the official modules timed in the same process.", ""]
+    rows = d["results"]
+    variants = sorted({r["variant"] for r in rows}, key=lambda v: (v.startswith("official"), v))
+    keys = sorted({(r["model"], r["mode"], r["batch"]) for r in rows}, key=lambda k: (k[0] != "vision", k[1], k[2]))
+    L.append("| model | mode | batch | " + " | ".join(variants) + " |")
+    L.append("|---|---|---|" + "---|" * len(variants))
+    for model, mode, batch in keys:
+        cells = []
+        for v in variants:
+            hit = [r for r in rows if (r["model"], r["mode"], r["batch"], r["variant"]) == (model, mode, batch, v)]
+            cells.append(fmt(hit[0]["images_per_s"]) if hit else "-")
+        L.append(f"| {model} | {mode} | {batch} | " + " | ".join(cells) + " |")
+    L += ["", "Images/s; higher is better."]
+    agree = d.get("agreement_vs_fp32")
+    if agree:
+        L += ["", "Same predicted words as fp32 (200 images): " + "; ".join(
+            f"{model}: " + ", ".join(f"{k} {v['fraction'] * 100:.0f}%" for k, v in a.items() if isinstance(v, dict))
+            for model, a in agree.items()) + "."]
+    L.append("")
+    return L
+
+
+def train_section(d: dict | None) -> list[str]:
+    L = ["## Training throughput per stage", ""]
+    if d is None:
+        return L + missing("train_speed")
+    L += [machine_line(d) + f" Torch threads: {d.get('threads')}, loader workers: {d.get('loader_workers')}.", "",
+          "| stage | model | batch | images/s | s/step | precision | device |", "|---|---|---|---|---|---|---|"]
+    for r in d["results"]:
+        L.append(f"| {r['stage']} | {r['size']} | {r['batch_size']} | {fmt(r.get('images_per_s'))} | "
+                 f"{fmt(r.get('seconds_per_step'), 3)} | {r.get('precision', '-')} | {r.get('device', '-')} |")
+    L += ["", "Stages 1 and 3 read two views of every crop (a crop counts once); stage 2 counts words.", ""]
+    return L
+
+
+def loader_section(d: dict | None) -> list[str]:
+    L = ["## Data loader per augmentation pipeline", ""]
+    if d is None:
+        return L + missing("loader_speed")
+    L += [machine_line(d) + f" Batch {d.get('batch_size')}, crops about {d.get('image_size_px')} px, "
+          f"{d.get('main_process_threads', '?')} thread in the main process.", ""]
+    workers = sorted({r["workers"] for r in d["results"]})
+    pipes = list(dict.fromkeys(r["pipeline"] for r in d["results"]))
+    L.append("| pipeline | views | " + " | ".join(f"{w} workers" for w in workers) + " |")
+    L.append("|---|---|" + "---|" * len(workers))
+    for p in pipes:
+        hits = {r["workers"]: r for r in d["results"] if r["pipeline"] == p}
+        views = next(iter(hits.values()))["views"]
+        L.append(f"| {p} | {' + '.join(views)} | " + " | ".join(fmt(hits[w]['images_per_s']) if w in hits else "-" for w in workers) + " |")
+    L += ["", "Images/s through LMDB read, decode, augmentation, resize and collate.", ""]
+    return L
+
+
+def augment_section(d: dict | None) -> list[str]:
+    L = ["## Augmentation alone (one thread)", ""]
+    if d is None:
+        return L + missing("augment_speed")
+    L += [f"Machine: {d.get('machine')}, Python {d.get('python')}, Pillow {d.get('pillow')}, {d.get('threads')} thread; "
+          f"{d.get('includes')}; mean crop {d.get('mean_image_hw')} px.", "",
+          "| pipeline | images/s | µs/image | reference images/s | ratio |", "|---|---|---|---|---|"]
+    for name, r in d["results"].items():
+        L.append(f"| {name} | {fmt(r['images_per_s'])} | {fmt(r['us_per_image'])} | {fmt(r.get('reference_images_per_s'), 0)} | "
+                 f"{fmt(r.get('ratio_to_reference'), 2)} |")
+    L += ["", "Reference: the rate the augmentation issue set as a target for each pipeline.", ""]
+    return L
+
+
+def eval_section(d: dict | None) -> list[str]:
+    L = ["## `semimtr eval` end to end", ""]
+    if d is None:
+        return L + missing("eval_speed")
+    L += [machine_line(d) + f" Torch threads: {d.get('threads')}; {d.get('images')} images, mean width "
+          f"{fmt(d.get('mean_width'))} px; {d.get('what', '')}.", "",
+          "| model | workers | batch | precision | images/s (median) | runs |", "|---|---|---|---|---|---|"]
+    for r in d["results"]:
+        L.append(f"| {r['model']} | {r['workers']} | {r['batch_size']} | {r['precision']} | {fmt(r['images_per_s'])} | "
+                 + ", ".join(fmt(x) for x in r.get("runs", [])) + " |")
+    L.append("")
+    return L
+
+
+def build_section(d: dict | None) -> list[str]:
+    L = ["## `semimtr build-lmdb` throughput", ""]
+    if d is None:
+        return L + missing("build_lmdb_speed")
+    L += [f"Machine: {d.get('cpu_count')} CPUs, {d.get('machine')}, Python {d.get('python')}, Pillow {d.get('pillow')}; "
+          f"{d.get('count')} synthetic PNG crops ({d.get('dataset_bytes', 0) / 1e6:.1f} MB); {d.get('timing')}.", "",
+          "| variant | seconds | images/s |", "|---|---|---|"]
+    for name, r in d["runs"].items():
+        L.append(f"| {name} | {fmt(r['seconds'], 3)} | {fmt(r['images_per_s'])} |")
+    L += ["", "`full_decode` fully decodes every image (the default only verifies headers and size); "
+          "`clovaai_style_pil_grey` is the field's usual create_lmdb_dataset approach, for comparison.", ""]
+    return L
+
+
+def memory_section(docs: dict) -> list[str]:
+    L = ["## Peak memory", ""]
+    found = []
+    for name, d in docs.items():
+        if d is None:
+            continue
+        for r in d.get("results", []) if isinstance(d.get("results"), list) else []:
+            for key in ("peak_rss_mb", "peak_memory_mb", "max_rss_mb", "peak_cuda_mb"):
+                if key in r:
+                    found.append((name, r, key))
+    if not found:
+        return L + ["None of the benchmark JSON files records peak memory yet. Rough figures seen while running "
+                    "them: not recorded here, so not quoted.", ""]
+    L += ["| benchmark | setting | peak MB |", "|---|---|---|"]
+    for name, r, key in found:
+        setting = ", ".join(f"{k}={v}" for k, v in r.items() if k in ("model", "mode", "batch", "stage", "size", "batch_size", "pipeline", "workers"))
+        L.append(f"| {name} | {setting} | {fmt(r[key], 0)} ({key}) |")
+    L.append("")
+    return L
+
+
+# ------------------------------------------------------------------------------ plot
+def plot_scaling(model: dict | None, evald: dict | None, train: dict | None, path: Path) -> bool:
+    """Seconds per batch vs batch size (model_speed), images/s vs setting (eval/train)."""
+    if model is None and evald is None:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    ax = axes[0]
+    if model is not None:
+        rows = [r for r in model["results"] if r["variant"] == "fp32"]
+        for (m, mode) in sorted({(r["model"], r["mode"]) for r in rows}):
+            pts = sorted((r["batch"], r["batch"] / r["images_per_s"]) for r in rows if (r["model"], r["mode"]) == (m, mode))
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=f"{m} {mode}")
+        ax.set(xlabel="batch size (images)", ylabel="seconds per batch", title="paper-size model, fp32: cost vs batch size")
+        ax.set_xticks(sorted({r["batch"] for r in rows}))
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    ax = axes[1]
+    labels, values = [], []
+    if evald is not None:
+        for r in evald["results"]:
+            labels.append(f"eval {r['model']}\nw{r['workers']} b{r['batch_size']}")
+            values.append(r["images_per_s"])
+    if train is not None:
+        for r in train["results"]:
+            if r.get("images_per_s"):
+                labels.append(f"train {r['stage'].replace('pretrain-', '')}\n{r['size']} b{r['batch_size']}")
+                values.append(r["images_per_s"])
+    if values:
+        ax.bar(range(len(values)), values, color="tab:green")
+        ax.set_xticks(range(len(values)))
+        ax.set_xticklabels(labels, fontsize=7)
+        ax.set_yscale("log")
+        ax.set(ylabel="images/s (log)", title="end-to-end eval and training throughput")
+        ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return True
+
+
+def build_page(results: Path, page: Path) -> str:
+    docs = {name: load(results, name) for name in COMMANDS}
+    img = page.parent / "performance" / "scaling.png"
+    have_plot = plot_scaling(docs["model_speed"], docs["eval_speed"], docs["train_speed"], img)
+    L = ["# Performance", "",
+         "Generated by `python benchmarks/report.py` from `benchmarks/results/*.json`; re-run a benchmark",
+         "script and then the report to refresh it. Every table says the machine and thread count it was",
+         "measured with. The benchmarks of this page ran on a shared 2-core CPU machine without a GPU;",
+         "other jobs were sometimes running, so treat differences below ~20% as noise.", "",
+         "| what | script | result file |", "|---|---|---|"]
+    for name, cmd in COMMANDS.items():
+        L.append(f"| {name.replace('_', ' ')} | `{cmd}` | " + ("present" if docs[name] else "**missing**") + " |")
+    L.append("")
+    L += model_section(docs["model_speed"])
+    L += train_section(docs["train_speed"])
+    L += loader_section(docs["loader_speed"])
+    L += augment_section(docs["augment_speed"])
+    L += eval_section(docs["eval_speed"])
+    L += build_section(docs["build_lmdb_speed"])
+    L += memory_section(docs)
+    L += ["## How cost grows", ""]
+    if have_plot:
+        L += [f"![cost vs batch size and throughput]({os.path.relpath(img, page.parent)})", "",
+              "Left: seconds per batch of the paper-size model (fp32) against batch size -- on this CPU the",
+              "cost is linear in the number of images (images/s is flat from batch 8 to 32), so larger batches",
+              "buy nothing on CPU. Evaluation time grows linearly with the image count at the rates in the",
+              "eval table (e.g. the six benchmarks, 7,672 images, take 7672 / rate seconds).", ""]
+        ev = docs["eval_speed"]
+        if ev:
+            L += ["| images | " + " | ".join(f"{r['model']} w{r['workers']}" for r in ev["results"]) + " |",
+                  "|---|" + "---|" * len(ev["results"])]
+            for n in (1000, 7672, 100000):
+                L.append(f"| {n:,} | " + " | ".join(f"{n / r['images_per_s'] / 60:,.1f} min" for r in ev["results"]) + " |")
+            L += ["", "Projected eval wall time from the measured images/s (linear in the image count).", ""]
+    else:
+        L += ["No scaling data yet.", ""]
+    L += ["## Small-scale study timing", "",
+          "The reproduction study (`experiments/run_study.py`) measures its own step times before it",
+          "plans; see [results.md](results.md) for the measured seconds per step of the tiny model.", ""]
+    return "\n".join(L)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
+    ap.add_argument("--page", type=Path, default=ROOT / "docs" / "performance.md")
+    args = ap.parse_args()
+    text = build_page(args.results, args.page)
+    tmp = args.page.with_suffix(".md.tmp")
+    tmp.write_text(text + "\n", encoding="utf-8")
+    os.replace(tmp, args.page)
+    print(f"wrote {args.page}")
+
+
+if __name__ == "__main__":
+    main()
