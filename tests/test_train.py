@@ -79,6 +79,14 @@ def test_three_stages_end_to_end(data, tmp_path):
     assert ft["init"] and "vision: " in ft["init"][0]
 
 
+def test_lm_validation_handles_words_at_max_length(tmp_path):
+    words = tmp_path / "long.txt"
+    words.write_text("\n".join(["abcdefghijklmnopqrstuvwxy", "zyxwvutsrqponmlkjihgfedcb"] * 20), encoding="utf-8")
+    r = load_recipe(TINY / "pretrain_lm.yaml", MICRO + [f"data.corpus={words}", f"data.valid_corpus={words}", "train.max_steps=1"])
+    summary = train(r, tmp_path / "run")
+    assert 0.0 <= summary["last_validation"]["exact"] <= 100.0
+
+
 def test_language_model_learns(data, tmp_path):
     r = recipe("pretrain_lm", data, "train.max_steps=150", "train.eval_every=150", "optim.lr=0.003",
                "optim.periods=[]", "train.batch_size=32", "model.dropout=0.0")

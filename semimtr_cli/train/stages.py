@@ -336,7 +336,8 @@ class PretrainLanguage(Stage):
         if not self._valid_words:
             return {}
         rng = np.random.default_rng(12345)
-        noisy = [disturb_word(w, rng) for w in self._valid_words]
+        # an inserted letter can push a max-length word one past the limit: cut it back
+        noisy = [disturb_word(w, rng)[: self.charset.max_length] for w in self._valid_words]
         exact = top5 = 0
         bs = 512
         with eval_mode(unwrap(model)) as model:
