@@ -22,6 +22,8 @@ COMMANDS = {
     "eval_speed": "python benchmarks/eval_speed.py --threads 2",
     "build_lmdb_speed": "python benchmarks/build_lmdb_speed.py",
     "augment_speed": "python benchmarks/augment_speed.py",
+    "model_agreement_trained_tiny": "python benchmarks/model_speed.py --checkpoint CKPT --agreement-images 600 "
+                                    "--out benchmarks/results/model_agreement_trained_tiny.json",
 }
 
 
@@ -49,6 +51,8 @@ def machine_line(d: dict) -> str:
             parts.append(f"GPU {m['cuda']}")
         if m.get("threads"):
             parts.append(f"{m['threads']} torch threads")
+        if m.get("load_average_1min_at_end") is not None:
+            parts.append(f"1-minute load average {m['load_average_1min_at_end']:.1f} at the end (other jobs running)")
     elif isinstance(m, str):
         parts.append(m)
     for key, label in (("cpu_count", "CPUs"), ("threads", "torch threads")):
@@ -97,11 +101,29 @@ def model_section(d: dict | None) -> list[str]:
     return L
 
 
+def agreement_section(d: dict | None) -> list[str]:
+    L = ["## Reduced precision on a trained model: same words as fp32?", ""]
+    if d is None:
+        return L + missing("model_agreement_trained_tiny")
+    ckpt = d.get("settings", {}).get("checkpoint")
+    L += [machine_line(d), "", f"Checkpoint: `{ckpt}` (a model trained by the reproduction study).", "",
+          "| model | variant | same words as fp32 | images | images/s (batch 32, eval) |", "|---|---|---|---|---|"]
+    speed = {(r["model"], r["variant"]): r["images_per_s"] for r in d.get("results", [])}
+    for model, a in d.get("agreement_vs_fp32", {}).items():
+        for variant, v in a.items():
+            if isinstance(v, dict):
+                L.append(f"| {model} | {variant} | {v['fraction'] * 100:.1f}% | {v['images']} | {fmt(speed.get((model, variant)))} |")
+        if "fp32_distinct_words" in a:
+            L.append(f"| {model} | (fp32 distinct predicted words: {a['fp32_distinct_words']}) | | | {fmt(speed.get((model, 'fp32')))} |")
+    L.append("")
+    return L
+
+
 def train_section(d: dict | None) -> list[str]:
     L = ["## Training throughput per stage", ""]
     if d is None:
         return L + missing("train_speed")
-    L += [machine_line(d) + f" Torch threads: {d.get('threads')}, loader workers: {d.get('loader_workers')}.", "",
+    L += [machine_line(d) + f" Loader workers: {d.get('loader_workers')}.", "",
           "| stage | model | batch | images/s | s/step | precision | device |", "|---|---|---|---|---|---|---|"]
     for r in d["results"]:
         L.append(f"| {r['stage']} | {r['size']} | {r['batch_size']} | {fmt(r.get('images_per_s'))} | "
@@ -146,7 +168,7 @@ def eval_section(d: dict | None) -> list[str]:
     L = ["## `semimtr eval` end to end", ""]
     if d is None:
         return L + missing("eval_speed")
-    L += [machine_line(d) + f" Torch threads: {d.get('threads')}; {d.get('images')} images, mean width "
+    L += [machine_line(d) + f" {d.get('images')} images, mean width "
           f"{fmt(d.get('mean_width'))} px; {d.get('what', '')}.", "",
           "| model | workers | batch | precision | images/s (median) | runs |", "|---|---|---|---|---|---|"]
     for r in d["results"]:
@@ -224,12 +246,13 @@ def plot_scaling(model: dict | None, evald: dict | None, train: dict | None, pat
                 labels.append(f"train {r['stage'].replace('pretrain-', '')}\n{r['size']} b{r['batch_size']}")
                 values.append(r["images_per_s"])
     if values:
-        ax.bar(range(len(values)), values, color="tab:green")
-        ax.set_xticks(range(len(values)))
-        ax.set_xticklabels(labels, fontsize=7)
-        ax.set_yscale("log")
-        ax.set(ylabel="images/s (log)", title="end-to-end eval and training throughput")
-        ax.grid(axis="y", alpha=0.3)
+        ax.barh(range(len(values)), values, color="tab:green")
+        ax.set_yticks(range(len(values)))
+        ax.set_yticklabels([lbl.replace("\n", " ") for lbl in labels], fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xscale("log")
+        ax.set(xlabel="images/s (log; language model: words/s)", title="end-to-end eval and training throughput")
+        ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.stem + ".tmp.png")
@@ -253,6 +276,7 @@ def build_page(results: Path, page: Path) -> str:
         L.append(f"| {name.replace('_', ' ')} | `{cmd}` | " + ("present" if docs[name] else "**missing**") + " |")
     L.append("")
     L += model_section(docs["model_speed"])
+    L += agreement_section(docs["model_agreement_trained_tiny"])
     L += train_section(docs["train_speed"])
     L += loader_section(docs["loader_speed"])
     L += augment_section(docs["augment_speed"])
@@ -263,9 +287,9 @@ def build_page(results: Path, page: Path) -> str:
     if have_plot:
         L += [f"![cost vs batch size and throughput]({os.path.relpath(img, page.parent)})", "",
               "Left: seconds per batch of the paper-size model (fp32) against batch size -- on this CPU the",
-              "cost is linear in the number of images (images/s is flat from batch 8 to 32), so larger batches",
-              "buy nothing on CPU. Evaluation time grows linearly with the image count at the rates in the",
-              "eval table (e.g. the six benchmarks, 7,672 images, take 7672 / rate seconds).", ""]
+              "cost grows in proportion to the number of images (images/s does not improve from batch 8 to",
+              "32), so larger batches buy nothing on CPU. Right: end-to-end throughput of `eval` and of each",
+              "training stage (log scale). Evaluation time grows linearly with the image count:", ""]
         ev = docs["eval_speed"]
         if ev:
             L += ["| images | " + " | ".join(f"{r['model']} w{r['workers']}" for r in ev["results"]) + " |",
