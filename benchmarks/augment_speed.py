@@ -26,31 +26,22 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from PIL import Image, ImageDraw, ImageFilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from semimtr_cli.data.augment import build_pipeline  # noqa: E402
 from semimtr_cli.data.image import to_model_input  # noqa: E402
+from semimtr_cli.data.preview import dejavu_font  # noqa: E402
 
 REFERENCE = {"strong1": 1250, "strong2": 1000, "abinet": 3500}
 WORDS = "the STOP Coffee HOTEL 2014 Sale OPEN London PIZZA water people number EXIT market".split()
 
 
-def _font(size: int):
-    try:
-        import matplotlib
-
-        path = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
-        return ImageFont.truetype(str(path), size)
-    except Exception:
-        return ImageFont.load_default()
-
-
 def make_crops(count: int, seed: int = 0) -> list[np.ndarray]:
     """``count`` RGB uint8 word crops of about 31x69 px."""
     rng = np.random.default_rng(seed)
-    fonts = [_font(s) for s in (18, 20, 22)]
+    fonts = [dejavu_font(s) for s in (18, 20, 22)]
     out = []
     for i in range(count):
         w, h = int(rng.integers(55, 85)), int(rng.integers(26, 37))

@@ -182,7 +182,8 @@ def _settings_lines(settings: dict) -> list[str]:
 # ----------------------------------------------------------------------------- drawing
 
 
-def _font(size: int):
+def dejavu_font(size: int):
+    """DejaVu Sans (shipped with matplotlib) at ``size`` px, or PIL's default font."""
     try:
         import matplotlib
 
@@ -220,7 +221,7 @@ def render_grid(titles: list[str], rows: list[GridRow]) -> Image.Image:
     height = TITLE_H + len(rows) * ROW_H + PAD
     canvas = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(canvas)
-    font, small = _font(14), _font(12)
+    font, small = dejavu_font(14), dejavu_font(12)
     for c, title in enumerate(titles):
         x = MARGIN_W + PAD + c * (CELL_W + PAD)
         draw.text((x + 2, 4), _clip_text(draw, title, font, CELL_W), fill=TEXT, font=font)
