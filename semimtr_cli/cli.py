@@ -7,12 +7,10 @@ Command modules import their heavy dependencies (torch, lmdb, ...) inside the co
 from __future__ import annotations
 
 import importlib
-import importlib.util
 
 import typer
 
 from . import __version__, ui
-from .commands.not_yet import make_placeholder
 
 app = typer.Typer(
     name="semimtr",
@@ -22,8 +20,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-# (command name, module under semimtr_cli.commands, one-line purpose). A command whose module
-# does not exist yet is registered as a placeholder that says "not implemented yet" (exit 2).
+# (command name, module under semimtr_cli.commands, one-line purpose)
 COMMANDS: list[tuple[str, str, str]] = [
     ("synth", "synth", "Render synthetic word crops (folder + labels TSV, or an LMDB) to try everything."),
     ("build-lmdb", "build_lmdb", "Turn image folders and label files into the standard LMDB, with a report."),
@@ -55,14 +52,6 @@ def _root(
 
 def _register() -> None:
     for name, module, purpose in COMMANDS:
-        if importlib.util.find_spec(f"semimtr_cli.commands.{module}") is None:
-            app.command(
-                name,
-                help=purpose + " (not implemented yet)",
-                short_help=purpose,
-                context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-            )(ui.guarded(make_placeholder(name)))
-            continue
         mod = importlib.import_module(f"semimtr_cli.commands.{module}")
         app.command(name, help=(mod.command.__doc__ or purpose), short_help=purpose)(ui.guarded(mod.command))
 

@@ -18,9 +18,3 @@ class UsageError(SemimtrError):
     """A bad option or argument combination (exit code 2, like Typer's own usage errors)."""
 
     exit_code = 2
-
-
-class NotImplementedYet(SemimtrError):
-    """A product command whose implementation lands in a later issue (exit code 2)."""
-
-    exit_code = 2
