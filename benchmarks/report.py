@@ -22,6 +22,7 @@ COMMANDS = {
     "eval_speed": "python benchmarks/eval_speed.py --threads 2",
     "build_lmdb_speed": "python benchmarks/build_lmdb_speed.py",
     "augment_speed": "python benchmarks/augment_speed.py",
+    "memory": "python benchmarks/memory.py",
     "model_agreement_trained_tiny": "python benchmarks/model_speed.py --checkpoint CKPT --agreement-images 600 "
                                     "--out benchmarks/results/model_agreement_trained_tiny.json",
 }
