@@ -131,28 +131,30 @@ class CropDataset(Dataset):
         for p in paths:
             self.readers.extend(LmdbReader(x) for x in find_lmdbs(p))
         self.stats = FilterStats()
-        # (reader id, local index, encoded label ids or None, length) for every kept sample
+        # one (reader id, local index) array pair per LMDB; labels/lengths of the kept samples
         reader_ids, local_ids, labels, lengths = [], [], [], []
         for rid, reader in enumerate(self.readers):
             n = len(reader)
             self.stats.total += n
-            if not labeled:
-                reader_ids.append(np.full(n, rid, dtype=np.int32))
-                local_ids.append(np.arange(n, dtype=np.int64))
-                continue
-            for i, raw in enumerate(reader.raw_labels()):
-                if raw is None or is_unlabeled_marker(raw):
-                    self.stats.add_skip("no label")
-                    continue
-                text, why = charset.normalize_with_reason(raw)
-                if text is None:
-                    self.stats.add_skip(f"label {why}")
-                    continue
-                ids, length = charset.encode_padded(text)
-                reader_ids.append(np.array([rid], dtype=np.int32))
-                local_ids.append(np.array([i], dtype=np.int64))
-                labels.append(ids)
-                lengths.append(length)
+            if labeled:
+                kept = []
+                for i, raw in enumerate(reader.raw_labels()):
+                    if raw is None or is_unlabeled_marker(raw):
+                        self.stats.add_skip("no label")
+                        continue
+                    text, why = charset.normalize_with_reason(raw)
+                    if text is None:
+                        self.stats.add_skip(f"label {why}")
+                        continue
+                    ids, length = charset.encode_padded(text)
+                    kept.append(i)
+                    labels.append(ids)
+                    lengths.append(length)
+                local = np.asarray(kept, dtype=np.int64)
+            else:
+                local = np.arange(n, dtype=np.int64)
+            reader_ids.append(np.full(len(local), rid, dtype=np.int32))
+            local_ids.append(local)
         self._reader_ids = np.concatenate(reader_ids) if reader_ids else np.zeros(0, np.int32)
         self._local_ids = np.concatenate(local_ids) if local_ids else np.zeros(0, np.int64)
         if labeled:

@@ -7,7 +7,6 @@ compact integer matrix, so large corpora (WikiText-103: ~86M words) fit in memor
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -17,18 +16,9 @@ from torch.utils.data import Dataset
 
 from ..charset import Charset
 from ..errors import SemimtrError
+from .datasets import FilterStats
 
 CORPUS_FORMATS = ("auto", "lines", "text", "csv", "tsv")
-
-
-@dataclass
-class CorpusStats:
-    total: int = 0
-    kept: int = 0
-    skipped: dict[str, int] = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return {"total": self.total, "kept": self.kept, "skipped": dict(self.skipped)}
 
 
 def read_corpus_words(path: str | Path, *, fmt: str = "auto", column: str | None = None) -> list[str]:
@@ -92,14 +82,13 @@ class TextCorpusDataset(Dataset):
         self.charset = charset
         self.noise = noise
         self.seed = seed
-        self.stats = CorpusStats(total=len(words))
+        self.stats = FilterStats(total=len(words))
         dtype = np.uint8 if charset.num_classes <= 256 else np.int32
         rows = []
         for w in words:
             text, why = charset.normalize_with_reason(w)
             if text is None or len(text) < min_length:
-                reason = why or f"shorter than {min_length} characters"
-                self.stats.skipped[reason] = self.stats.skipped.get(reason, 0) + 1
+                self.stats.add_skip(why or f"shorter than {min_length} characters")
                 continue
             rows.append(charset.encode_padded(text)[0])
         if not rows:
