@@ -391,20 +391,26 @@ def finetune_objective(
     *,
     consistency_weight: float = 1.0,
     supervised_weights: Mapping[str, float] | None = None,
+    supervise_teacher: bool = True,
     **consistency_options,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """SemiMTR stage 3: supervised CE on both views (labeled) + consistency (all samples).
 
-    ``consistency_options`` go to :func:`consistency_loss`. Returns (total, parts) with parts
+    ``consistency_options`` go to :func:`consistency_loss`. ``supervise_teacher=False`` drops
+    the teacher-view CE (an EMA teacher computed without gradients has nothing to learn).
+    Returns (total, parts) with parts
     ``sup_teacher_<head>``, ``sup_student_<head>``, ``cons_<teacher>_to_<student>`` and the
     three sums ``sup_teacher``, ``sup_student``, ``consistency``.
     """
-    sup_t, parts_t = supervised_loss(teacher, target, target_lengths, supervised_weights)
     sup_s, parts_s = supervised_loss(student, target, target_lengths, supervised_weights)
-    parts = {f"sup_teacher_{k}": v for k, v in parts_t.items()}
-    parts.update({f"sup_student_{k}": v for k, v in parts_s.items()})
-    total = sup_t + sup_s
-    parts["sup_teacher"], parts["sup_student"] = sup_t.detach(), sup_s.detach()
+    parts = {f"sup_student_{k}": v for k, v in parts_s.items()}
+    parts["sup_student"] = sup_s.detach()
+    total = sup_s
+    if supervise_teacher:
+        sup_t, parts_t = supervised_loss(teacher, target, target_lengths, supervised_weights)
+        parts.update({f"sup_teacher_{k}": v for k, v in parts_t.items()})
+        parts["sup_teacher"] = sup_t.detach()
+        total = sup_t + sup_s
     if consistency_weight > 0:
         cons, parts_c = consistency_loss(teacher, student, **consistency_options)
         parts.update({f"cons_{k}": v for k, v in parts_c.items()})

@@ -467,3 +467,6 @@ def test_finetune_objective_combines_supervised_and_consistency():
     cons, _ = consistency_loss(teacher, student)
     assert total.item() == pytest.approx((sup_t + sup_s + 0.5 * cons).item(), rel=1e-6)
     assert {"sup_teacher_alignment", "sup_student_vision", "cons_vision_to_vision", "consistency"} <= set(parts)
+    mean_teacher, parts = finetune_objective(teacher, student, ids, lengths, consistency_weight=0.5, supervise_teacher=False)
+    assert mean_teacher.item() == pytest.approx((sup_s + 0.5 * cons).item(), rel=1e-6)
+    assert "sup_teacher" not in parts and "sup_student" in parts

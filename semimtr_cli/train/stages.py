@@ -421,23 +421,16 @@ class Finetune(Stage):
             out = gather_output(model(images), dist)
             total, parts = losses.supervised_loss(out, target, lengths)
             return total, {k: float(v) for k, v in parts.items()}
-        if self.ema_model is not None:
+        if self.ema_model is not None:  # separate mean teacher: no gradient, no teacher-view CE
             with torch.no_grad():
                 teacher = gather_output(self.ema_model(images[:, 0]), dist)
             student = gather_output(model(images[:, 1]), dist)
-            sup, sup_parts = losses.supervised_loss(student, target, lengths)
-            cons, cons_parts = losses.consistency_loss(
-                teacher, student, pairing=cfg.pairing, student_heads=cfg.student_heads, one_hot=cfg.one_hot, kl=cfg.kl,
-                threshold=cfg.threshold, stop_gradient=True, iteration_reduction=cfg.iteration_reduction)
-            parts = {f"sup_student_{k}": float(v) for k, v in sup_parts.items()}
-            parts.update({f"cons_{k}": float(v) for k, v in cons_parts.items()})
-            parts["consistency"] = float(cons.detach())
-            return sup + cfg.weight * cons, parts
-        teacher, student = (gather_output(o, dist) for o in model(images))
+        else:  # one network on both views, as the official ConsistencyRegularizationFusionModel
+            teacher, student = (gather_output(o, dist) for o in model(images))
         total, parts = losses.finetune_objective(
-            teacher, student, target, lengths, consistency_weight=cfg.weight, pairing=cfg.pairing,
-            student_heads=cfg.student_heads, one_hot=cfg.one_hot, kl=cfg.kl, threshold=cfg.threshold,
-            stop_gradient=cfg.stop_gradient, iteration_reduction=cfg.iteration_reduction)
+            teacher, student, target, lengths, consistency_weight=cfg.weight, supervise_teacher=self.ema_model is None,
+            pairing=cfg.pairing, student_heads=cfg.student_heads, one_hot=cfg.one_hot, kl=cfg.kl,
+            threshold=cfg.threshold, stop_gradient=cfg.stop_gradient, iteration_reduction=cfg.iteration_reduction)
         return total, {k: float(v) for k, v in parts.items()}
 
     def predict_heads(self, model, images):

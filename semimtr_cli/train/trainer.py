@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import random
 import time
 from dataclasses import asdict, dataclass
@@ -148,7 +149,7 @@ def train(
     cfg = recipe.train
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = ddp.pick_device(cfg.device, int(__import__("os").environ.get("LOCAL_RANK", "0")))
+    device = ddp.pick_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
     info = ddp.init_distributed(device)
     try:
         return _train(recipe, out, resume, log if info.is_main else (lambda m: None), progress if info.is_main else None, device, info)
