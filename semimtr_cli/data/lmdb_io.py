@@ -156,15 +156,19 @@ class LmdbReader:
             raise SemimtrError(f"{self.path}: key {image_key(k).decode()} is missing")
         return data
 
-    def raw_label(self, index: int) -> str | None:
-        """The stored label text exactly as written (None when there is no label key)."""
-        raw = self._get(label_key(self._check(index)))
+    def _text(self, raw: bytes | None, k: int) -> str | None:
+        """Decode the label bytes of 1-based sample ``k`` (None stays None)."""
         if raw is None:
             return None
         try:
             return raw.decode("utf-8")
         except UnicodeDecodeError:
-            raise SemimtrError(f"{self.path}: label-{index + 1:09d} is not valid UTF-8") from None
+            raise SemimtrError(f"{self.path}: label-{k:09d} is not valid UTF-8") from None
+
+    def raw_label(self, index: int) -> str | None:
+        """The stored label text exactly as written (None when there is no label key)."""
+        k = self._check(index)
+        return self._text(self._get(label_key(k)), k)
 
     def label(self, index: int) -> str | None:
         """The label, or None for an unlabeled sample (no key, or the legacy marker)."""
@@ -177,14 +181,7 @@ class LmdbReader:
         """Every stored label text in index order (None where there is no label key), one transaction."""
         with self._open().begin(write=False, buffers=False) as txn:
             for k in range(1, self._len + 1):
-                raw = txn.get(label_key(k))
-                if raw is None:
-                    yield None
-                    continue
-                try:
-                    yield raw.decode("utf-8")
-                except UnicodeDecodeError:
-                    raise SemimtrError(f"{self.path}: label-{k:09d} is not valid UTF-8") from None
+                yield self._text(txn.get(label_key(k)), k)
 
     def sample(self, index: int) -> tuple[bytes, str | None]:
         """(image bytes, label or None) in one transaction."""
@@ -194,15 +191,8 @@ class LmdbReader:
             raw = txn.get(label_key(k))
         if data is None:
             raise SemimtrError(f"{self.path}: key {image_key(k).decode()} is missing")
-        label = None
-        if raw is not None:
-            try:
-                label = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise SemimtrError(f"{self.path}: label-{k:09d} is not valid UTF-8") from None
-            if is_unlabeled_marker(label):
-                label = None
-        return data, label
+        label = self._text(raw, k)
+        return data, None if label is None or is_unlabeled_marker(label) else label
 
 
 class LmdbWriter:
