@@ -3,26 +3,28 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
 
-from .train_common import RECIPE_HELP, SET_HELP, run_stage
+from .train_common import (
+    DeviceOpt, JsonOpt, MaxStepsOpt, OutOpt, PrecisionOpt, RecipeOpt, ResumeOpt, SeedOpt, SetOpt, run_stage,
+)
 
 
 def command(
-    recipe: Optional[Path] = typer.Option(None, "--recipe", help=RECIPE_HELP),
-    out: Optional[Path] = typer.Option(None, "--out", help="Run folder (config.yaml, metrics.jsonl, last.pt, best.pt)."),
-    set_: List[str] = typer.Option([], "--set", help=SET_HELP),
-    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many optimizer steps."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (default: the recipe's)."),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this folder from its last.pt."),
-    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N or mps."),
-    precision: Optional[str] = typer.Option(None, "--precision", help="auto, fp32, bf16 or fp16 (CUDA)."),
+    recipe: RecipeOpt = None,
+    out: OutOpt = None,
+    set_: SetOpt = [],
+    max_steps: MaxStepsOpt = None,
+    seed: SeedOpt = None,
+    resume: ResumeOpt = None,
+    device: DeviceOpt = None,
+    precision: PrecisionOpt = None,
     init_vision: Optional[Path] = typer.Option(None, "--init-vision", help="Vision weights: a vision, seqclr or full checkpoint."),
     init_language: Optional[Path] = typer.Option(None, "--init-language", help="Language weights: a language or full checkpoint."),
     init_full: Optional[Path] = typer.Option(None, "--init-full", help="All weights from a full checkpoint."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the summary to this JSON file."),
+    json_out: JsonOpt = None,
 ) -> None:
     """Train vision + language + fusion with character-level consistency (stage 3).
 

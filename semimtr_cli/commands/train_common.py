@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, List, Optional
+
+import typer
 
 from .. import ui
 
 RECIPE_HELP = "YAML recipe (see recipes/); every key can be overridden with --set."
 SET_HELP = "Override a recipe value, e.g. --set optim.lr=3e-4 --set data.labeled=\\[a,b] (repeatable)."
+
+# The options every training command shares (declared once; Typer needs them in each signature).
+RecipeOpt = Annotated[Optional[Path], typer.Option("--recipe", help=RECIPE_HELP)]
+OutOpt = Annotated[Optional[Path], typer.Option("--out", help="Run folder (config.yaml, metrics.jsonl, last.pt, best.pt).")]
+SetOpt = Annotated[List[str], typer.Option("--set", help=SET_HELP)]
+MaxStepsOpt = Annotated[Optional[int], typer.Option("--max-steps", help="Stop after this many optimizer steps.")]
+SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Random seed (default: the recipe's).")]
+ResumeOpt = Annotated[Optional[Path], typer.Option("--resume", help="Continue the run in this folder from its last.pt.")]
+DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")]
+PrecisionOpt = Annotated[Optional[str], typer.Option("--precision", help="auto, fp32, bf16 or fp16 (CUDA).")]
+JsonOpt = Annotated[Optional[Path], typer.Option("--json", help="Also write the summary to this JSON file.")]
 
 
 def run_stage(
