@@ -41,13 +41,10 @@ WORDS = (
 
 
 def _font_path() -> str | None:
-    try:
-        import matplotlib
+    from semimtr_cli.data.synth import bundled_font_dir
 
-        p = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
-        return str(p) if p.is_file() else None
-    except Exception:
-        return None
+    p = bundled_font_dir() / "DejaVuSans.ttf"
+    return str(p) if p.is_file() else None
 
 
 def make_dataset(root: Path, count: int, seed: int = 0) -> Path:

@@ -18,6 +18,7 @@ from PIL import Image, ImageDraw, ImageFont
 from ..errors import SemimtrError, UsageError
 from .augment import PIPELINE_NAMES, build_pipeline, two_view
 from .image import DEFAULT_HEIGHT, DEFAULT_WIDTH, decode_image, resize_uint8
+from .synth import bundled_font_dir
 
 PREVIEW_CHOICES = ("abinet", "strong1", "strong2", "teacher-student", "seqclr")
 _TWO_VIEW = {"teacher-student": ("finetune", "teacher", "student"), "seqclr": ("seqclr", "view A", "view B")}
@@ -185,11 +186,8 @@ def _settings_lines(settings: dict) -> list[str]:
 def dejavu_font(size: int):
     """DejaVu Sans (shipped with matplotlib) at ``size`` px, or PIL's default font."""
     try:
-        import matplotlib
-
-        path = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
-        return ImageFont.truetype(str(path), size)
-    except Exception:
+        return ImageFont.truetype(str(bundled_font_dir() / "DejaVuSans.ttf"), size)
+    except OSError:
         return ImageFont.load_default()
 
 
