@@ -5,7 +5,9 @@ provides:
 
 - ``build_model()`` -> the nn.Module to optimise (already initialised from ``init.*``);
 - ``train_dataset()`` -> (dataset, sampler) yielding batches for ``loss``;
-- ``loss(model, batch)`` -> (scalar loss on the global batch, {name: float} for logging);
+- ``loss(model, batch)`` -> (scalar loss on the global batch, {name: detached 0-d tensor}
+  for logging; turned into numbers only when a log line is written, so GPUs are not synced
+  every step);
 - ``validate(model)`` -> {metric: value} (percentages) and ``select_key`` (best checkpoint);
 - ``after_step(model)`` (EMA teacher update) and ``extra_state()`` / ``load_extra_state()``.
 """
@@ -261,7 +263,7 @@ class PretrainVision(Stage):
         if self.mode == "ce_only":
             out = gather_output(model(images), dist)
             ce = losses.sequence_ce(out.logits, target, lengths)
-            return ce, {"ce": float(ce.detach())}
+            return ce, {"ce": ce.detach()}
         v0, v1 = (gather_output(o, dist) for o in model(images))
         total, parts = losses.pretrain_vision_objective(
             v0, v1, v0.extras["instances"], v1.extras["instances"], target, lengths,
@@ -269,7 +271,7 @@ class PretrainVision(Stage):
             ce_weight=0.0 if self.mode == "seqclr_only" else cfg.ce_weight,
             contrastive_weight=cfg.contrastive_weight,
         )
-        return total, {k: float(v) for k, v in parts.items()}
+        return total, parts
 
     def predict_heads(self, model, images):
         return {"vision": model(images)}
@@ -329,7 +331,7 @@ class PretrainLanguage(Stage):
         out = gather_output(out, dist)
         target, lengths = gather(batch["label"].to(dev), dist), gather(batch["length"].to(dev), dist)
         ce = losses.sequence_ce(out.logits, target, lengths, label_smoothing=self.recipe.language.label_smoothing)
-        return ce, {"ce": float(ce.detach())}
+        return ce, {"ce": ce.detach()}
 
     @torch.no_grad()
     def validate(self, model, autocast):
@@ -420,7 +422,7 @@ class Finetune(Stage):
         if not self.consistency:
             out = gather_output(model(images), dist)
             total, parts = losses.supervised_loss(out, target, lengths)
-            return total, {k: float(v) for k, v in parts.items()}
+            return total, parts
         if self.ema_model is not None:  # separate mean teacher: no gradient, no teacher-view CE
             with torch.no_grad():
                 teacher = gather_output(self.ema_model(images[:, 0]), dist)
@@ -431,7 +433,7 @@ class Finetune(Stage):
             teacher, student, target, lengths, consistency_weight=cfg.weight, supervise_teacher=self.ema_model is None,
             pairing=cfg.pairing, student_heads=cfg.student_heads, one_hot=cfg.one_hot, kl=cfg.kl,
             threshold=cfg.threshold, stop_gradient=cfg.stop_gradient, iteration_reduction=cfg.iteration_reduction)
-        return total, {k: float(v) for k, v in parts.items()}
+        return total, parts
 
     def predict_heads(self, model, images):
         out = model(images)

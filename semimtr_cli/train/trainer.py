@@ -281,7 +281,7 @@ def _train(recipe: Recipe, out: Path, resume: bool, log, progress, device: torch
                     raise SemimtrError(f"loss became {float(loss)} at step {state.step + 1}; lower optim.lr or use fp32")
                 micro_in_step += 1
                 n_images = len(batch["label"]) * world
-                window["loss"] += float(loss.detach())
+                window["loss"] += loss.detach()
                 window["n"] += 1
                 window["images"] += n_images
                 last_parts = parts
@@ -309,8 +309,9 @@ def _train(recipe: Recipe, out: Path, resume: bool, log, progress, device: torch
                 if state.step % max(cfg.log_every, 1) == 0 or state.step == total_steps:
                     elapsed = max(time.time() - window["t"], 1e-9)
                     event = {"step": state.step, "epoch": state.epoch, "event": "train",
-                             "loss": window["loss"] / max(window["n"], 1), "lr": scheduler.get_last_lr()[0],
-                             "images_per_s": window["images"] / elapsed, "substituted": state.substituted, **last_parts}
+                             "loss": float(window["loss"]) / max(window["n"], 1), "lr": scheduler.get_last_lr()[0],
+                             "images_per_s": window["images"] / elapsed, "substituted": state.substituted,
+                             **{k: float(v) for k, v in last_parts.items()}}
                     metrics.write(event)
                     if progress:
                         progress(state.step, total_steps, event)
