@@ -26,10 +26,11 @@ from .data.image import decode_image, to_model_input
 from .errors import SemimtrError, UsageError
 from .model.checkpoint import model_from_checkpoint
 from .model.outputs import HeadOutput
+from .runtime import Precision, choose_precision, pick_device
 
 HEADS = ("alignment", "language", "vision")
 CONFIDENCE_MODES = ("product", "mean")
-PRECISIONS = ("fp32", "bf16", "int8")
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
 
 
 @dataclass
@@ -72,23 +73,11 @@ def decode_logits(logits: torch.Tensor, charset: Charset, confidence: str = "pro
 
 
 def resolve_device(name: str) -> torch.device:
-    """``cpu``, ``cuda`` (error if unavailable), ``cuda:<i>`` or ``auto`` (cuda when present)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"--device {name}: no CUDA device is available")
-    if name != "cpu" and not name.startswith("cuda"):
-        raise UsageError(f"--device must be cpu, cuda or auto, got {name!r}")
-    return torch.device(name)
-
-
-def precision_context(device: torch.device, precision: str):
-    """Autocast context for ``precision`` (``bf16`` = bfloat16 autocast; ``fp32``/``int8`` = none)."""
-    if precision not in PRECISIONS:
-        raise UsageError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    """``cpu``, ``cuda`` (error if unavailable), ``cuda:<i>``, ``mps`` or ``auto`` (see runtime.pick_device)."""
+    try:
+        return pick_device(name)
+    except SemimtrError as exc:
+        raise UsageError(f"--device: {exc}") from None
 
 
 def quantize_linear_int8(model: torch.nn.Module) -> torch.nn.Module:
@@ -115,26 +104,42 @@ class Predictor:
 
     Args:
         checkpoint: path of a semimtr checkpoint or the loaded dict (kind full, vision or seqclr).
-        device: ``cpu``, ``cuda`` or ``auto``.
-        precision: ``fp32``; ``bf16`` (bfloat16 autocast); ``int8`` (dynamic int8 Linear layers, CPU only).
+        device: ``cpu``, ``cuda``, ``mps`` or ``auto``.
+        precision: ``auto`` (bf16 where the machine runs it natively and fast, kept only if the
+            first batch decodes to the same words as fp32; see :mod:`.runtime`), ``fp32``,
+            ``bf16`` (bfloat16 autocast), ``int8`` (dynamic int8 Linear layers, CPU only).
         channels_last: run convolutions in channels-last memory layout (None = on for CPU,
             where it measured faster with unchanged outputs).
+
+    After construction ``precision`` is the name in use and ``precision_reason`` says why; with
+    ``auto`` both may change once, on the first batch (the agreement check).
     """
 
-    def __init__(self, checkpoint, *, device: str = "cpu", precision: str = "fp32", channels_last: bool | None = None) -> None:
+    def __init__(self, checkpoint, *, device: str = "cpu", precision: str = "auto", channels_last: bool | None = None) -> None:
         model, charset, ckpt = model_from_checkpoint(checkpoint)
         self.kind = ckpt["kind"]
         if self.kind == "language":
             raise SemimtrError("this checkpoint holds a language model alone, which cannot read images")
         self.device = resolve_device(device)
-        precision_context(self.device, precision)  # validates
-        self.precision = precision
+        if precision not in PRECISIONS:
+            raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        if precision == "int8":
+            if self.device.type != "cpu":
+                raise UsageError("--precision int8 runs on the CPU only; use bf16 on GPU")
+            self._autocast: Precision = choose_precision("fp32", self.device)
+            self.precision, self.precision_reason = "int8", "as requested"
+        else:
+            try:
+                self._autocast = choose_precision(precision, self.device)
+            except SemimtrError as exc:
+                raise UsageError(f"--precision: {exc}") from None
+            self.precision, self.precision_reason = self._autocast.name, self._autocast.reason
+        # auto + reduced precision: compare with fp32 on the first batch before trusting it
+        self._check_agreement = precision == "auto" and self._autocast.dtype is not None
         if channels_last is None:
             channels_last = self.device.type == "cpu"
         self.channels_last = channels_last
         if precision == "int8":
-            if self.device.type != "cpu":
-                raise UsageError("--precision int8 runs on the CPU only; use bf16 on GPU")
             model = quantize_linear_int8(model)
         self.model = model.to(self.device)
         if channels_last:
@@ -143,6 +148,10 @@ class Predictor:
         self.config = model.config
         self.checkpoint = ckpt
         self.heads: tuple[str, ...] = HEADS if self.kind == "full" else ("vision",)
+
+    def describe_precision(self) -> str:
+        """``bf16 (auto: ...)`` style text for run headers."""
+        return self.precision if self.precision_reason == "as requested" else f"{self.precision} (auto: {self.precision_reason})"
 
     def check_head(self, head: str) -> None:
         if head not in HEADS:
@@ -159,19 +168,36 @@ class Predictor:
         items = [img if torch.is_tensor(img) else to_model_input(img, h, w) for img in images]
         return torch.stack(items) if items else torch.empty(0, 3, h, w)
 
+    def _run(self, x: torch.Tensor, autocast) -> BatchOutput:
+        with autocast:
+            out = self.model(x)
+        heads = {name: out.head(name) for name in HEADS} if self.kind == "full" else {"vision": out}
+        return BatchOutput({name: _to_cpu_float(h) for name, h in heads.items()})
+
     @torch.no_grad()
     def forward(self, batch: torch.Tensor) -> BatchOutput:
         """Model outputs of a preprocessed batch (N, 3, H, W)."""
         x = batch.to(self.device)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with precision_context(self.device, self.precision):
-            out = self.model(x)
-        if self.kind == "full":
-            heads = {name: out.head(name) for name in HEADS}
-        else:
-            heads = {"vision": out}
-        return BatchOutput({name: _to_cpu_float(h) for name, h in heads.items()})
+        out = self._run(x, self._autocast.autocast())
+        if self._check_agreement and len(x):
+            self._check_agreement = False
+            reference = self._run(x, contextlib.nullcontext())
+            changed = sum(
+                a.text != b.text
+                for name in out.heads
+                for a, b in zip(decode_logits(out.heads[name].logits, self.charset),
+                                decode_logits(reference.heads[name].logits, self.charset)))
+            total = len(x) * len(out.heads)
+            if changed:
+                self._autocast = choose_precision("fp32", self.device)
+                self.precision = "fp32"
+                self.precision_reason = (f"{self.precision_reason}; but bf16 changed {changed} of {total} words of the "
+                                         "first batch against fp32, so fp32 is used")
+                return reference
+            self.precision_reason += f"; first batch: all {total} words equal to fp32"
+        return out
 
     def predict(self, images: Sequence, *, head: str = "alignment", confidence: str = "product") -> tuple[list[Decoded], BatchOutput]:
         """Decode one batch of images with ``head``; also returns the raw outputs."""

@@ -49,7 +49,8 @@ def data(tmp_path_factory):
 
 def data_sets(data):
     return [f"data.labeled=[{data / 'train'}]", f"data.unlabeled=[{data / 'unl'}]", f"data.valid=[{data / 'valid'}]",
-            f"data.corpus={data / 'words.txt'}", f"data.valid_corpus={data / 'words.txt'}"]
+            f"data.corpus={data / 'words.txt'}", f"data.valid_corpus={data / 'words.txt'}",
+            "data.labeled_synth=[]", "data.unlabeled_synth=[]", "data.valid_synth=[]"]
 
 
 def recipe(name, data, *extra):
@@ -89,7 +90,8 @@ def test_lm_validation_handles_words_at_max_length(tmp_path):
 
 def test_language_model_learns(data, tmp_path):
     r = recipe("pretrain_lm", data, "train.max_steps=150", "train.eval_every=150", "optim.lr=0.003",
-               "optim.periods=[]", "train.batch_size=32", "model.dropout=0.0")
+               "optim.periods=[]", "optim.schedule=constant", "optim.warmup_steps=0", "data.corpus_weighting=none",
+               "train.batch_size=32", "model.dropout=0.0")
     first = train(load_recipe(TINY / "pretrain_lm.yaml", MICRO + data_sets(data) + ["train.max_steps=1"]), tmp_path / "lm0")
     summary = train(r, tmp_path / "lm")
     events = [json.loads(x) for x in (tmp_path / "lm" / "metrics.jsonl").read_text().splitlines()]

@@ -34,7 +34,7 @@ def command(
     plot: Optional[Path] = typer.Option(None, "--plot", help="Bar chart PNG of word accuracy per set."),
     batch_size: int = typer.Option(64, "--batch-size", "-b", help="Images per forward pass."),
     workers: int = typer.Option(0, "--workers", help="DataLoader worker processes (0 = decode in this process)."),
-    precision: str = typer.Option("fp32", "--precision", help="fp32 or bf16 (bfloat16 autocast)."),
+    precision: str = typer.Option("auto", "--precision", help="auto (bf16 where fast here and it keeps the fp32 words of the first batch), fp32 or bf16."),
     device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
     rotate_tall: bool = typer.Option(
         False, "--rotate-tall",
@@ -61,8 +61,8 @@ def command(
 
     if head not in HEAD_CHOICES:
         raise UsageError(f"--head must be one of {', '.join(HEAD_CHOICES)}, got {head!r}")
-    if precision not in ("fp32", "bf16"):
-        raise UsageError(f"--precision must be fp32 or bf16, got {precision!r}")
+    if precision not in ("auto", "fp32", "bf16"):
+        raise UsageError(f"--precision must be auto, fp32 or bf16, got {precision!r}")
     if weights not in WEIGHTINGS:
         raise UsageError(f"--weights must be one of {', '.join(WEIGHTINGS)}, got {weights!r}")
     if batch_size < 1:
@@ -87,7 +87,7 @@ def command(
         predictor = load_predictor(ckpt, device=device, precision=precision)
         check_charset_fit(predictor.charset, proto.charset, str(ckpt))
         heads = resolve_heads(predictor, head)
-        ui.err_console.print(f"[dim]{ckpt}: {predictor.kind} model, heads {', '.join(heads)}, {precision} on "
+        ui.err_console.print(f"[dim]{ckpt}: {predictor.kind} model, heads {', '.join(heads)}, precision {precision} on "
                              f"{predictor.device}[/]", highlight=False)
         start = time.perf_counter()
         results = []
@@ -96,7 +96,8 @@ def command(
                 results.append(evaluate_set(predictor, s, proto, heads, batch_size=batch_size, workers=workers,
                                             on_progress=advance))
         seconds = time.perf_counter() - start
-        all_objs.extend(result_objects(str(ckpt), predictor, proto, results, heads, precision=precision, seconds=seconds))
+        ui.err_console.print(f"[dim]{ckpt.name}: precision {predictor.describe_precision()}[/]", highlight=False)
+        all_objs.extend(result_objects(str(ckpt), predictor, proto, results, heads, precision=predictor.precision, seconds=seconds))
         all_errors.extend(error_rows(str(ckpt), results, heads))
         all_bad.extend(bad_image_rows(str(ckpt), results))
         del predictor

@@ -27,7 +27,7 @@ def command(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Summary and rows as JSON (default OUT/summary.json, summary only)."),
     batch_size: int = typer.Option(64, "--batch-size", "-b", help="Images per forward pass."),
     workers: int = typer.Option(0, "--workers", help="DataLoader worker processes."),
-    precision: str = typer.Option("fp32", "--precision", help="fp32 or bf16."),
+    precision: str = typer.Option("auto", "--precision", help="auto (bf16 where fast here and it keeps the fp32 words of the first batch), fp32 or bf16."),
     device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
 ) -> None:
     """Run the teacher as fine-tuning would and report what it would teach.
@@ -50,8 +50,8 @@ def command(
         raise UsageError(f"--view must be one of {', '.join(VIEWS)}, got {view!r}")
     if confidence not in CONFIDENCE_MODES:
         raise UsageError(f"--confidence must be one of {', '.join(CONFIDENCE_MODES)}, got {confidence!r}")
-    if precision not in ("fp32", "bf16"):
-        raise UsageError(f"--precision must be fp32 or bf16, got {precision!r}")
+    if precision not in ("auto", "fp32", "bf16"):
+        raise UsageError(f"--precision must be auto, fp32 or bf16, got {precision!r}")
     if batch_size < 1 or workers < 0 or html_limit < 0:
         raise UsageError("--batch-size must be >= 1, --workers and --html-limit >= 0")
     thr = parse_thresholds(thresholds)
@@ -68,6 +68,7 @@ def command(
     summary["checkpoint"] = str(checkpoint)
     summary["inputs"] = [str(p) for p in unlabeled]
     summary["seconds"] = seconds
+    summary["precision"] = {"name": predictor.precision, "reason": predictor.precision_reason}
 
     _print_summary(summary)
     for key, msg in result.bad_images:

@@ -24,8 +24,9 @@ def command(
         help="product (default) or mean of the per-slot max softmax probabilities over the predicted characters and the stop slot.",
     ),
     precision: str = typer.Option(
-        "fp32", "--precision",
-        help="fp32; bf16 (bfloat16 autocast: GPUs, CPUs with fast BF16); int8 (dynamic int8 Linear layers, CPU only, ~1.3x faster here).",
+        "auto", "--precision",
+        help="auto (bf16 where this machine runs it natively and fast and the first batch reads the same words as fp32, "
+             "else fp32); fp32; bf16 (bfloat16 autocast); int8 (dynamic int8 Linear layers, CPU only).",
     ),
     device: str = typer.Option("auto", "--device", help="cpu, cuda or auto (cuda when available)."),
     backend: str = typer.Option("torch", "--backend", help="torch (a .pt checkpoint) or onnx (a file from `semimtr export`; needs onnxruntime, CPU fp32)."),
@@ -71,7 +72,7 @@ def command(
         predictor = Predictor(checkpoint, device=device, precision=precision)
     predictor.check_head(head)
     ui.err_console.print(
-        f"[dim]{predictor.kind} model, {predictor.charset.describe()}; head {head}, {precision} on {predictor.device}[/]",
+        f"[dim]{predictor.kind} model, {predictor.charset.describe()}; head {head}, precision {precision} on {predictor.device}[/]",
         highlight=False,
     )
     start = time.perf_counter()
@@ -99,8 +100,8 @@ def command(
 
     if json_out is not None:
         atomic_write_json(json_out, {
-            "checkpoint": str(checkpoint), "head": head, "confidence": confidence, "precision": precision,
-            "predictions": result.rows, "failed": [{"path": p, "error": m} for p, m in result.failed],
+            "checkpoint": str(checkpoint), "head": head, "confidence": confidence, "precision": getattr(predictor, "precision", "fp32"),
+            "precision_reason": getattr(predictor, "precision_reason", "onnx backend"), "predictions": result.rows, "failed": [{"path": p, "error": m} for p, m in result.failed],
         })
     if csv_out is not None:
         frame = pd.DataFrame(result.rows, columns=["path", "text", "confidence", "length"])

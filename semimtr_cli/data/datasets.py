@@ -42,11 +42,21 @@ class PerSourcePipeline:
     The official loader builds its transform per LMDB dataset, and ABINet's augmentation
     freezes one geometric type and one set of deterioration parameters at construction, so
     each LMDB gets its own frozen choice. This reproduces that. Built lazily in each worker.
+
+    ``ramp_draws`` > 0 switches the augmentation on gradually (a named CPU-recipe option, off in
+    the paper recipes): the crop of global draw ``d`` is augmented with probability
+    ``min(1, d / ramp_draws)``, so a model from scratch first sees clean crops. The decision
+    comes from the item's own generator, so it is as reproducible as the augmentation itself.
     """
 
-    def __init__(self, name: str, seed: int):
-        self.name, self.seed = name, int(seed)
+    def __init__(self, name: str, seed: int, ramp_draws: int = 0):
+        self.name, self.seed, self.ramp_draws = name, int(seed), int(ramp_draws)
         self._built: dict[int, Transform] = {}
+
+    def __call__(self, img: np.ndarray, rng: np.random.Generator, *, source: int = 0, draw: int = 0) -> np.ndarray:
+        if self.ramp_draws and rng.uniform() >= draw / self.ramp_draws:
+            return img
+        return self.for_source(source)(img, rng)
 
     def for_source(self, source: int) -> Transform:
         if source not in self._built:
@@ -200,25 +210,69 @@ class CropDataset(Dataset):
         else:
             raise SemimtrError(f"{self.describe(index)} and the following samples are all unreadable")
         rng = np.random.default_rng([self.seed, draw, i])
-        h, w = self.image_size
-        source = int(self._reader_ids[i])
-        tensors = []
-        for view in self.views:
-            if isinstance(view, PerSourcePipeline):
-                view = view.for_source(source)
-            tensors.append(to_model_input(img if view is None else view(img, rng), h, w))
-        image = tensors[0] if len(tensors) == 1 else torch.stack(tensors)
         if self.labeled:
             label, length = self._labels[i], self._lengths[i]
         else:
-            label, length = torch.zeros(self.charset.max_slots, dtype=torch.int64), torch.tensor(0)
-        return {
-            "image": image,
-            "label": label,
-            "length": length,
-            "index": torch.tensor(i),
-            "substituted": torch.tensor(substituted),
-        }
+            label, length = unlabeled_target(self.charset)
+        image = render_views(img, self.views, rng, source=int(self._reader_ids[i]), draw=draw, image_size=self.image_size)
+        return make_item(image, label, length, i, substituted)
+
+
+def unlabeled_target(charset: Charset) -> tuple[torch.Tensor, torch.Tensor]:
+    """(label, length) of an unlabeled sample: all-null ids and length 0 (no supervised slot)."""
+    return torch.zeros(charset.max_slots, dtype=torch.int64), torch.tensor(0)
+
+
+def render_views(img: np.ndarray, views: Sequence, rng: np.random.Generator, *, source: int, draw: int,
+                 image_size: tuple[int, int]) -> torch.Tensor:
+    """Model input of every view of one HxWx3 uint8 crop: (3, H, W) for one view, else (V, 3, H, W).
+
+    ``source`` picks the frozen pipeline of a :class:`PerSourcePipeline` view (one per LMDB
+    or synthetic source) and ``draw`` its augmentation ramp; all views draw from the one ``rng``.
+    """
+    h, w = image_size
+    tensors = []
+    for view in views:
+        if isinstance(view, PerSourcePipeline):
+            out = view(img, rng, source=source, draw=draw)
+        else:
+            out = img if view is None else view(img, rng)
+        tensors.append(to_model_input(out, h, w))
+    return tensors[0] if len(tensors) == 1 else torch.stack(tensors)
+
+
+def make_item(image: torch.Tensor, label: torch.Tensor, length, index: int, substituted: bool = False) -> dict:
+    """The item dict every crop dataset yields (see the module docstring)."""
+    return {
+        "image": image,
+        "label": label,
+        "length": torch.as_tensor(length),
+        "index": torch.tensor(index),
+        "substituted": torch.tensor(substituted),
+    }
+
+
+class ConcatCrops(Dataset):
+    """Crop datasets joined end to end (LMDBs and synthetic sources in one part of a mix).
+
+    Keys are ``index`` or ``(index, draw)`` as for :class:`CropDataset`; the draw is passed on
+    unchanged so every member keeps its own reproducible randomness.
+    """
+
+    def __init__(self, members: Sequence[Dataset]):
+        if not members:
+            raise SemimtrError("nothing to concatenate")
+        self.members = list(members)
+        self._ends = np.cumsum([len(m) for m in self.members])
+
+    def __len__(self) -> int:
+        return int(self._ends[-1])
+
+    def __getitem__(self, key):
+        index, draw = _item_key(key)
+        m = int(np.searchsorted(self._ends, index, side="right"))
+        start = 0 if m == 0 else int(self._ends[m - 1])
+        return self.members[m][(index - start, draw)]
 
 
 class MixedDataset(Dataset):

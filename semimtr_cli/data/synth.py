@@ -511,6 +511,12 @@ class SynthPlan:
     case: str
     digits_fraction: float
     image_format: str
+    stream: bool = False  # streamed training crops draw from their own generator keys
+
+
+# Extra generator key of streamed crops: sample i of seed s never equals `semimtr synth --seed s` sample i,
+# so no synth test set can coincide with a crop a streamed training run saw.
+STREAM_KEY = 0x5354
 
 
 def _apply_case(word: str, case: str, rng: np.random.Generator) -> str:
@@ -538,7 +544,13 @@ def _random_number(rng: np.random.Generator) -> str:
 
 def make_sample(plan: SynthPlan, index: int) -> tuple[bytes, str, int]:
     """(encoded image, label, font index) of sample ``index``; depends only on (seed, index)."""
-    rng = np.random.default_rng([plan.seed, index])
+    img, text, font_index = draw_sample(plan, index)
+    return encode_image(img, plan.image_format), text, font_index
+
+
+def draw_sample(plan: SynthPlan, index: int) -> tuple[Image.Image, str, int]:
+    """(RGB crop, label, font index) of sample ``index``, not encoded (streaming skips the codec)."""
+    rng = np.random.default_rng([plan.seed, index, STREAM_KEY] if plan.stream else [plan.seed, index])
     for _ in range(100):
         if rng.uniform() < plan.digits_fraction:
             text = _random_number(rng)
@@ -551,8 +563,7 @@ def make_sample(plan: SynthPlan, index: int) -> tuple[bytes, str, int]:
     else:
         raise SemimtrError(f"sample {index}: no font can draw 100 drawn words in a row; check --fonts/--words")
     font_index = usable[int(rng.integers(len(usable)))]
-    img = render_word(text, plan.fonts[font_index], rng, plan.style, plan.height)
-    return encode_image(img, plan.image_format), text, font_index
+    return render_word(text, plan.fonts[font_index], rng, plan.style, plan.height), text, font_index
 
 
 _WORKER_PLAN: SynthPlan | None = None

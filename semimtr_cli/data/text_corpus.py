@@ -60,6 +60,23 @@ def read_corpus_words(path: str | Path, *, fmt: str = "auto", column: str | None
     return [line.strip("\r") for line in lines if line.strip()]
 
 
+def zipf_occurrences(words: list[str], total: int, *, min_count: int = 2) -> list[str]:
+    """A frequency-ordered word list (most frequent first) as a corpus of ~``total`` occurrences.
+
+    Word of rank r (0-based) occurs ``max(min_count, round(total / ((r + 1) * H)))`` times, H the
+    harmonic number of the list (Zipf's law with exponent 1, which English running text follows
+    closely), so frequent words dominate as in WikiText while every word still occurs. Order:
+    each word's occurrences together (the sampler shuffles). Deterministic.
+    """
+    if total < 1:
+        raise SemimtrError(f"corpus size must be >= 1, got {total}")
+    if not words:
+        return []
+    ranks = np.arange(1, len(words) + 1, dtype=np.float64)
+    counts = np.maximum(min_count, np.rint(total / (ranks * (1.0 / ranks).sum()))).astype(np.int64)
+    return [w for w, c in zip(words, counts.tolist()) for _ in range(c)]
+
+
 class TextCorpusDataset(Dataset):
     """Normalised words for the language model.
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..config import load_config
+from ..data.synth_stream import SynthSource
 from ..errors import SemimtrError
 from ..model.config import ModelConfig
 
@@ -25,15 +26,29 @@ class DataConfig:
     """Where the data comes from and how it is read.
 
     labeled / unlabeled / valid: LMDB folders, or roots searched recursively for LMDBs.
+    labeled_synth / unlabeled_synth: synthetic sources rendered on the fly by the loader
+        workers (no files; a new crop at every draw, reproducible from (seed, draw)); they join
+        the LMDBs of the same part, in proportion to their ``crops_per_epoch``.
+    valid_synth: fixed synthetic validation sets (sample i of each seed, ``crops_per_epoch`` crops).
     weights: sampling weights of (labeled, unlabeled) when both are given (paper 0.3 / 0.7).
     corpus / valid_corpus: text files for ``pretrain-lm`` (word list, running text, CSV/TSV).
-    valid_split: held-out words taken from ``corpus`` when no ``valid_corpus`` is given.
+    valid_split: held-out words taken from ``corpus`` when no ``valid_corpus`` is given (removed
+        from training: on a word list, words the model never saw).
+    corpus_weighting: ``none`` (each line/token once) or ``zipf``: the corpus is a word list
+        ordered by frequency (the packaged list, wordfreq) turned into ``corpus_size``
+        occurrences by Zipf's law, so that it reads like running text (WikiText-103 for the
+        paper's LM) and ``valid_split`` holds out occurrences, as the official eval set does.
+    valid_sample: also report ``exact_vocab`` / ``top5_vocab`` on this many distinct training
+        words drawn uniformly (they stay in training): how well the rare words are spelled too.
     """
 
     labeled: list[str] = field(default_factory=list)
     unlabeled: list[str] = field(default_factory=list)
     weights: list[float] = field(default_factory=lambda: [0.3, 0.7])
     valid: list[str] = field(default_factory=list)
+    labeled_synth: list[SynthSource] = field(default_factory=list)
+    unlabeled_synth: list[SynthSource] = field(default_factory=list)
+    valid_synth: list[SynthSource] = field(default_factory=list)
     charset: str = "36"
     charset_unknown: Literal["remove", "reject"] = "remove"
     min_side: int = 7
@@ -44,6 +59,9 @@ class DataConfig:
     corpus_column: str | None = None
     valid_corpus: str | None = None
     valid_split: int = 2000
+    valid_sample: int = 0
+    corpus_weighting: Literal["none", "zipf"] = "none"
+    corpus_size: int = 400_000
 
 
 @dataclass
@@ -53,12 +71,16 @@ class AugmentConfig:
     supervised: the single view of CE-only vision training (ABINet baseline).
     seqclr: both views of SemiMTR vision pre-training (paper: severity 1, no geometry).
     teacher / student: the weak and strong views of fine-tuning (paper: abinet / strong1).
+    ramp_steps: CPU-recipe option, off (0) in the paper recipes: the share of augmented crops
+        grows linearly from 0 to 1 over the first ``ramp_steps`` optimizer steps, so a model
+        from scratch locks onto characters on clean crops first.
     """
 
     supervised: Literal["abinet", "strong1", "strong2", "none"] = "abinet"
     seqclr: Literal["abinet", "strong1", "strong2", "none"] = "strong1"
     teacher: Literal["abinet", "strong1", "strong2", "none"] = "abinet"
     student: Literal["abinet", "strong1", "strong2", "none"] = "strong1"
+    ramp_steps: int = 0
 
 
 @dataclass

@@ -26,8 +26,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from .. import losses
 from ..charset import Charset
-from ..data.datasets import CropDataset, MixedDataset, MixedSampler, PerSourcePipeline, collate
-from ..data.text_corpus import TextCorpusDataset, read_corpus_words
+from ..data.datasets import ConcatCrops, CropDataset, MixedDataset, MixedSampler, PerSourcePipeline, collate
+from ..data.synth_stream import SynthCropDataset, SynthSource
+from ..data.text_corpus import TextCorpusDataset, read_corpus_words, zipf_occurrences
 from ..data.text_noise import disturb_word, spelling_mutation
 from ..errors import SemimtrError
 from ..metrics import TextMetrics
@@ -120,27 +121,38 @@ class Stage:
         return model
 
     # -- data ------------------------------------------------------------------------
-    def labeled_set(self, views, *, required: bool) -> CropDataset | None:
+    def labeled_set(self, views, *, required: bool) -> Dataset | None:
         d = self.recipe.data
-        if not d.labeled:
+        if not d.labeled and not d.labeled_synth:
             if required:
-                raise SemimtrError(f"{self.name}: data.labeled is empty; give labeled LMDBs in the recipe or with --set data.labeled=PATH")
+                raise SemimtrError(f"{self.name}: no labeled data; give data.labeled LMDBs or data.labeled_synth sources "
+                                   "in the recipe or with --set data.labeled=PATH")
             return None
-        ds = CropDataset(d.labeled, self.charset, labeled=True, views=views, image_size=self.image_size,
-                         seed=self.recipe.train.seed, min_side=d.min_side)
-        if len(ds) == 0:
-            raise SemimtrError(f"{self.name}: no usable labeled sample in {d.labeled} ({ds.stats.to_dict()})")
-        return ds
+        return self._crop_part(d.labeled, d.labeled_synth, views, labeled=True, seed=self.recipe.train.seed)
 
-    def unlabeled_set(self, views) -> CropDataset | None:
+    def unlabeled_set(self, views) -> Dataset | None:
         d = self.recipe.data
-        if not d.unlabeled:
+        if not d.unlabeled and not d.unlabeled_synth:
             return None
-        ds = CropDataset(d.unlabeled, self.charset, labeled=False, views=views, image_size=self.image_size,
-                         seed=self.recipe.train.seed + 1, min_side=d.min_side)
-        if len(ds) == 0:
-            raise SemimtrError(f"{self.name}: the unlabeled LMDBs {d.unlabeled} hold no sample")
-        return ds
+        return self._crop_part(d.unlabeled, d.unlabeled_synth, views, labeled=False, seed=self.recipe.train.seed + 1)
+
+    def _crop_part(self, lmdbs: list[str], synth: list[SynthSource], views, *, labeled: bool, seed: int) -> Dataset:
+        """One part of the training mix: the LMDBs, then the streamed synthetic sources."""
+        kind = "labeled" if labeled else "unlabeled"
+        members: list[Dataset] = []
+        n_sources = 0
+        if lmdbs:
+            ds = CropDataset(lmdbs, self.charset, labeled=labeled, views=views, image_size=self.image_size,
+                             seed=seed, min_side=self.recipe.data.min_side)
+            if len(ds) == 0:
+                detail = f" ({ds.stats.to_dict()})" if labeled else ""
+                raise SemimtrError(f"{self.name}: no usable {kind} sample in {lmdbs}{detail}")
+            members.append(ds)
+            n_sources = len(ds.readers)
+        for k, source in enumerate(synth):
+            members.append(SynthCropDataset(source, self.charset, labeled=labeled, views=views, image_size=self.image_size,
+                                            seed=seed, fresh=True, source_id=n_sources + k))
+        return members[0] if len(members) == 1 else ConcatCrops(members)
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -157,14 +169,18 @@ class Stage:
 
     def pipeline(self, name: str, offset: int):
         """The view transform for pipeline ``name`` (one frozen instance per LMDB, as official)."""
-        return None if name == "none" else PerSourcePipeline(name, seed=self.recipe.train.seed * 10 + offset)
+        ramp = self.recipe.augment.ramp_steps * self.recipe.train.batch_size
+        return None if name == "none" else PerSourcePipeline(name, seed=self.recipe.train.seed * 10 + offset, ramp_draws=ramp)
 
-    def valid_sets(self) -> list[tuple[str, CropDataset]]:
+    def valid_sets(self) -> list[tuple[str, Dataset]]:
         d = self.recipe.data
-        out = []
+        out: list[tuple[str, Dataset]] = []
         for path in d.valid:
             ds = CropDataset(path, self.charset, labeled=True, image_size=self.image_size, min_side=d.min_side, on_bad="skip")
             out.append((str(path), ds))
+        for source in d.valid_synth:
+            name = f"synth-{source.style}-{source.seed}"
+            out.append((name, SynthCropDataset(source, self.charset, image_size=self.image_size, fresh=False)))
         return out
 
     def check_data(self) -> None:
@@ -299,6 +315,8 @@ class PretrainLanguage(Stage):
         if not d.corpus:
             raise SemimtrError("pretrain-lm: data.corpus is not set; give a word list / text / CSV file")
         words = read_corpus_words(d.corpus, fmt=d.corpus_format, column=d.corpus_column)
+        if d.corpus_weighting == "zipf":
+            words = zipf_occurrences(words, d.corpus_size)
         if d.valid_corpus:
             return words, read_corpus_words(d.valid_corpus, fmt=d.corpus_format, column=d.corpus_column)
         rng = np.random.default_rng(self.recipe.train.seed)
@@ -308,16 +326,26 @@ class PretrainLanguage(Stage):
         return [w for i, w in enumerate(words) if i not in held], [words[i] for i in sorted(held)]
 
     def check_data(self):
-        train_words, valid_words = self._load_words()
+        train_words, held_out = self._load_words()
         noise = spelling_mutation if self.recipe.language.spelling_mutation else None
         self._train = TextCorpusDataset(train_words, self.charset, source=self.recipe.data.corpus, noise=noise,
                                         seed=self.recipe.train.seed)
-        self._valid_words = []
-        if valid_words:
-            valid = TextCorpusDataset(valid_words, self.charset, source="validation words")
-            self._valid_words = [valid.word(i) for i in range(len(valid))]
+        self._valid_sets = {"": self._encodable(held_out)}
+        n_sample = self.recipe.data.valid_sample
+        if n_sample:  # distinct training words, uniformly: the rare ones count as much as the frequent
+            vocab = sorted({self._train.word(i) for i in range(len(self._train))})
+            rng = np.random.default_rng(self.recipe.train.seed + 7)
+            picks = rng.choice(len(vocab), size=min(n_sample, len(vocab)), replace=False)
+            self._valid_sets["_vocab"] = [vocab[int(i)] for i in sorted(picks)]
         self.ctx.log(f"corpus: {self._train.stats.kept} training words ({self._train.stats.skipped or 'none'} skipped), "
-                     f"{len(self._valid_words)} validation words")
+                     f"{len(self._valid_sets[''])} held-out validation words"
+                     + (f", {len(self._valid_sets['_vocab'])} distinct training words (exact_vocab)" if n_sample else ""))
+
+    def _encodable(self, words: list[str]) -> list[str]:
+        if not words:
+            return []
+        valid = TextCorpusDataset(words, self.charset, source="validation words")
+        return [valid.word(i) for i in range(len(valid))]
 
     def train_dataset(self):
         return self.mix([self._train])
@@ -335,31 +363,39 @@ class PretrainLanguage(Stage):
 
     @torch.no_grad()
     def validate(self, model, autocast):
-        if not self._valid_words:
-            return {}
+        """exact / top5 (percent) on each validation set of disturbed words (suffix per set)."""
+        out: dict[str, float] = {}
+        with eval_mode(unwrap(model)) as model:
+            for suffix, words in self._valid_sets.items():
+                if words:
+                    exact, top5 = self._spelling(model, autocast, words)
+                    out[f"exact{suffix}"], out[f"top5{suffix}"] = exact, top5
+        return out
+
+    def _spelling(self, model, autocast, words: list[str]) -> tuple[float, float]:
+        """Exact and top-5 correction of ``words`` after one random edit each (official eval rule)."""
         rng = np.random.default_rng(12345)
         # an inserted letter can push a max-length word one past the limit: cut it back
-        noisy = [disturb_word(w, rng)[: self.charset.max_length] for w in self._valid_words]
+        noisy = [disturb_word(w, rng)[: self.charset.max_length] for w in words]
         exact = top5 = 0
         bs = 512
-        with eval_mode(unwrap(model)) as model:
-            for start in range(0, len(noisy), bs):
-                clean = self._valid_words[start:start + bs]
-                inp = [self.charset.encode_padded(w) for w in noisy[start:start + bs]]
-                ids = torch.tensor([p for p, _ in inp], device=self.ctx.device)
-                lengths = torch.tensor([n for _, n in inp], device=self.ctx.device)
-                with autocast():
-                    out = model(self._one_hot(ids), lengths)
-                logits = out.logits.float()
-                top = logits.topk(5, dim=-1).indices
-                for row, gt, dec in zip(top, clean, decode_logits(logits, self.charset)):
-                    exact += dec.text == gt
-                    gt_ids, gt_len = self.charset.encode_padded(gt)
-                    gt_t = torch.tensor(gt_ids[:gt_len], device=row.device)
-                    slots_ok = bool((row[:gt_len] == gt_t.unsqueeze(-1)).any(-1).all())
-                    top5 += slots_ok and dec.length == gt_len
+        for start in range(0, len(noisy), bs):
+            clean = words[start:start + bs]
+            inp = [self.charset.encode_padded(w) for w in noisy[start:start + bs]]
+            ids = torch.tensor([p for p, _ in inp], device=self.ctx.device)
+            lengths = torch.tensor([n for _, n in inp], device=self.ctx.device)
+            with autocast():
+                out = model(self._one_hot(ids), lengths)
+            logits = out.logits.float()
+            top = logits.topk(5, dim=-1).indices
+            for row, gt, dec in zip(top, clean, decode_logits(logits, self.charset)):
+                exact += dec.text == gt
+                gt_ids, gt_len = self.charset.encode_padded(gt)
+                gt_t = torch.tensor(gt_ids[:gt_len], device=row.device)
+                slots_ok = bool((row[:gt_len] == gt_t.unsqueeze(-1)).any(-1).all())
+                top5 += slots_ok and dec.length == gt_len
         n = len(noisy)
-        return {"exact": 100.0 * exact / n, "top5": 100.0 * top5 / n}
+        return 100.0 * exact / n, 100.0 * top5 / n
 
 
 # ==================================================================================== stage 3

@@ -37,6 +37,7 @@ from ..data.datasets import collate
 from ..errors import SemimtrError
 from ..fsutil import atomic_write_json, atomic_write_text
 from ..model.checkpoint import make_checkpoint, write_checkpoint
+from ..runtime import choose_precision, cpu_info, pick_device
 from . import distributed as ddp
 from .recipe import Recipe
 from .schedule import make_optimizer, make_scheduler
@@ -56,28 +57,10 @@ class LoopState:
     best_step: int | None = None
     images_seen: int = 0
     substituted: int = 0  # unreadable/too-small training images replaced by the next good one
+    seconds: float = 0.0  # wall seconds of training so far (validation included), across resumes
 
 
 # ------------------------------------------------------------------------------- helpers
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype for a recipe precision (None = fp32)."""
-    if precision == "auto":
-        if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return None
-    if precision == "fp32":
-        return None
-    if precision == "fp16" and device.type != "cuda":
-        raise SemimtrError("precision fp16 needs a CUDA device; use bf16 or fp32 on CPU")
-    return torch.bfloat16 if precision == "bf16" else torch.float16
-
-
-def autocast_factory(device: torch.device, dtype: torch.dtype | None):
-    if dtype is None:
-        return contextlib.nullcontext
-    return lambda: torch.autocast(device_type=device.type, dtype=dtype)
-
-
 def seed_all(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -149,7 +132,7 @@ def train(
     cfg = recipe.train
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = ddp.pick_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
+    device = pick_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
     info = ddp.init_distributed(device)
     try:
         return _train(recipe, out, resume, log if info.is_main else (lambda m: None), progress if info.is_main else None, device, info)
@@ -170,8 +153,8 @@ def _prepare_run_dir(out: Path, resume: bool, info: ddp.DistInfo) -> None:
 def _train(recipe: Recipe, out: Path, resume: bool, log, progress, device: torch.device, info: ddp.DistInfo) -> dict:
     cfg = recipe.train
     _prepare_run_dir(out, resume, info)
-    dtype = resolve_precision(cfg.precision, device)
-    autocast = autocast_factory(device, dtype)
+    precision = choose_precision(cfg.precision, device)
+    autocast = precision.autocast
     charset = Charset.from_spec(recipe.data.charset, max_length=recipe.model.max_length, unknown=recipe.data.charset_unknown)
     log(charset.describe())
 
@@ -191,11 +174,12 @@ def _train(recipe: Recipe, out: Path, resume: bool, log, progress, device: torch
         raise SemimtrError(f"one epoch ({len(sampler) * world} samples) is smaller than one batch ({cfg.batch_size}); lower train.batch_size")
     total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
     log(f"{recipe.stage}: {total_steps} steps of batch {cfg.batch_size} ({steps_per_epoch} steps per epoch), "
-        f"device {device}, precision {dtype or 'fp32'}, world size {world}")
+        f"device {device}, world size {world}")
+    log(f"precision {precision.describe()}")
 
     optimizer = make_optimizer(model, recipe.optim)
     scheduler = make_scheduler(optimizer, recipe.optim, steps_per_epoch, total_steps)
-    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+    scaler = torch.amp.GradScaler("cuda") if precision.needs_scaler else None
     state = LoopState()
     if resume:
         ckpt = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
@@ -241,7 +225,13 @@ def _train(recipe: Recipe, out: Path, resume: bool, log, progress, device: torch
                          loop_state=asdict(state), rng=capture_rng(info), **stage.extra_state())
         return make_checkpoint(model, charset, step=state.step, metrics=values or {}, extra=extra)
 
+    def run_seconds() -> float:
+        return state.seconds + time.time() - t_resumed
+
     def save_last() -> None:
+        state.seconds = run_seconds()
+        nonlocal t_resumed
+        t_resumed = time.time()
         ckpt = checkpoint_dict(True)  # collective (RNG gather): every rank takes part
         if info.is_main:
             write_checkpoint(out / "last.pt", ckpt)
@@ -252,14 +242,14 @@ def _train(recipe: Recipe, out: Path, resume: bool, log, progress, device: torch
         if values and info.is_main:
             key = recipe.train.select_metric if recipe.train.select_metric != "auto" else stage.select_key
             value = values.get(key)
-            metrics.write({"step": state.step, "epoch": state.epoch, "event": "valid", **values})
+            metrics.write({"step": state.step, "epoch": state.epoch, "event": "valid", "seconds": round(run_seconds(), 2), **values})
             log("valid step %d: %s" % (state.step, ", ".join(f"{k} {v:.2f}" for k, v in values.items() if "/" not in k)))
             if value is not None and (state.best_value is None or value > state.best_value):
                 state.best_value, state.best_step = value, state.step
                 write_checkpoint(out / "best.pt", checkpoint_dict(False, values))
         return values
 
-    t_start = time.time()
+    t_start = t_resumed = time.time()
     window = {"loss": 0.0, "n": 0, "images": 0, "t": time.time()}
     last_values: dict = {}
     last_parts: dict = {}
@@ -308,7 +298,7 @@ def _train(recipe: Recipe, out: Path, resume: bool, log, progress, device: torch
 
                 if state.step % max(cfg.log_every, 1) == 0 or state.step == total_steps:
                     elapsed = max(time.time() - window["t"], 1e-9)
-                    event = {"step": state.step, "epoch": state.epoch, "event": "train",
+                    event = {"step": state.step, "epoch": state.epoch, "event": "train", "seconds": round(run_seconds(), 2),
                              "loss": float(window["loss"]) / max(window["n"], 1), "lr": scheduler.get_last_lr()[0],
                              "images_per_s": window["images"] / elapsed, "substituted": state.substituted,
                              **{k: float(v) for k, v in last_parts.items()}}
@@ -350,7 +340,9 @@ def _train(recipe: Recipe, out: Path, resume: bool, log, progress, device: torch
                  "value": state.best_value, "step": state.best_step,
                  "selected_by": "validation" if state.best_step is not None else "final weights (no validation data)"},
         "device": str(device),
-        "precision": str(dtype or "fp32"),
+        "precision": precision.name,
+        "precision_reason": precision.reason,
+        "machine": {"cpu": cpu_info()["model"], "cpu_flags": cpu_info()["flags"], "threads": torch.get_num_threads()},
         "world_size": world,
         "init": [line for r in stage.init_reports for line in r.lines()],
         "checkpoints": {"last": str(out / "last.pt"), "best": str(out / "best.pt")},

@@ -1,0 +1,97 @@
+"""runtime: device names, `precision: auto` per machine, and the predictor's fp32 agreement check."""
+
+import pytest
+import torch
+
+from semimtr_cli import runtime
+from semimtr_cli.charset import Charset
+from semimtr_cli.errors import SemimtrError
+from semimtr_cli.model.checkpoint import save_checkpoint
+from semimtr_cli.model.config import ModelConfig
+from semimtr_cli.model.factory import build_model
+from semimtr_cli.predict import Predictor
+
+
+@pytest.fixture()
+def fresh_cpu(monkeypatch):
+    """Clear the per-process caches so each test sees its own (patched) machine."""
+    caches = (runtime.cpu_bf16, runtime.cpu_info)
+    for c in caches:
+        c.cache_clear()
+    yield monkeypatch
+    for c in caches:
+        c.cache_clear()
+
+
+def patch_cpu(mp, flags, speedup=2.0):
+    mp.delenv("SEMIMTR_CPU_BF16", raising=False)
+    mp.setattr(runtime, "cpu_info", lambda: {"model": "Test CPU", "flags": flags, "torch_capability": "AVX512", "cores": 2})
+    mp.setattr(runtime, "_probe_bf16_speedup", lambda: speedup)
+
+
+def test_explicit_precisions_and_errors():
+    cpu = torch.device("cpu")
+    assert runtime.choose_precision("fp32", cpu).dtype is None
+    p = runtime.choose_precision("bf16", cpu)
+    assert p.dtype == torch.bfloat16 and p.reason == "as requested" and not p.needs_scaler
+    with pytest.raises(SemimtrError, match="CUDA"):
+        runtime.choose_precision("fp16", cpu)
+    with pytest.raises(SemimtrError, match="precision must be one of"):
+        runtime.choose_precision("fp8", cpu)
+
+
+@pytest.mark.parametrize("flags, speedup, expected, why", [
+    (["avx2", "avx512f"], 3.0, "fp32", "no native bf16"),
+    (["avx512f", "avx512_bf16"], 2.0, "bf16", "probe ran 2.00x"),
+    (["avx512f", "avx512_bf16"], 0.7, "fp32", "probe ran 0.70x"),  # native flag but slow kernels (Xeon without AMX)
+    (["amx_bf16", "amx_tile"], 1.5, "bf16", "amx_bf16"),
+])
+def test_auto_on_cpu_needs_the_flag_and_the_speed(fresh_cpu, flags, speedup, expected, why):
+    patch_cpu(fresh_cpu, flags, speedup)
+    choice = runtime.choose_precision("auto", torch.device("cpu"))
+    assert choice.name == expected and why in choice.reason and choice.requested == "auto"
+    assert "auto" in choice.describe() and choice.to_dict()["name"] == expected
+
+
+def test_environment_overrides_the_cpu_answer(fresh_cpu):
+    patch_cpu(fresh_cpu, [], 9.0)
+    fresh_cpu.setenv("SEMIMTR_CPU_BF16", "1")
+    assert runtime.choose_precision("auto", torch.device("cpu")).name == "bf16"
+
+
+def test_probe_is_real_and_leaves_the_rng_alone():
+    state = torch.get_rng_state()
+    ratio = runtime._probe_bf16_speedup()
+    assert ratio > 0 and torch.equal(state, torch.get_rng_state())
+
+
+def test_devices():
+    assert runtime.pick_device("cpu").type == "cpu"
+    assert runtime.pick_device("auto").type in ("cpu", "cuda", "mps")
+    with pytest.raises(SemimtrError, match="unknown device"):
+        runtime.pick_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(SemimtrError, match="CUDA is not available"):
+            runtime.pick_device("cuda")
+
+
+def test_predictor_auto_keeps_bf16_only_with_fp32_words(fresh_cpu, tmp_path):
+    patch_cpu(fresh_cpu, ["avx512_bf16"], 2.0)
+    cs = Charset.preset("36")
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(tmp_path / "v.pt", build_model("vision", ModelConfig.preset("tiny"), cs), cs)
+    images = torch.randn(6, 3, 32, 128)
+    fp32 = Predictor(ckpt, precision="fp32").forward(images).heads["vision"].logits
+    auto = Predictor(ckpt, precision="auto")
+    assert auto.precision == "bf16" and "first batch" not in auto.precision_reason
+    out = auto.forward(images).heads["vision"].logits
+    assert "first batch" in auto.precision_reason
+    same = [a.argmax(-1).tolist() == b.argmax(-1).tolist() for a, b in zip(out, fp32)]
+    if auto.precision == "fp32":  # bf16 changed a word: the fp32 result is what came back
+        assert torch.allclose(out, fp32, atol=1e-5) and "fp32 is used" in auto.precision_reason
+    else:
+        assert "all 6 words equal" in auto.precision_reason and all(same)
+    # the check runs once: the second batch keeps the decision
+    decided = auto.precision
+    auto.forward(images)
+    assert auto.precision == decided
