@@ -38,6 +38,7 @@ else:
     from semimtr_cli.train.trainer import train
     recipes = {{"paper": "recipes/semimtr/{{}}.yaml", "tiny": "recipes/cpu-tiny/{{}}.yaml"}}
     sets = [f"data.labeled=[{{tmp / 'lab'}}]", f"data.unlabeled=[{{tmp / 'unl'}}]", "data.valid=[]",
+            "data.labeled_synth=[]", "data.unlabeled_synth=[]", "data.valid_synth=[]",
             "data.corpus={root}/semimtr_cli/resources/english_words.txt", "data.corpus_format=lines",
             "data.valid_corpus=null", "data.valid_split=0", "data.num_workers=0", "train.max_steps=3",
             f"train.batch_size={{batch}}", "train.eval_every=0", "train.save_every=0", "train.device=cpu",

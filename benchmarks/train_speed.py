@@ -67,6 +67,7 @@ def main() -> None:
                 batch = args.batch_lm if stage == "pretrain-lm" else (args.batch_tiny if size == "tiny" else args.batch_paper)
                 sets = [
                     f"data.labeled=[{tmp / 'lab'}]", f"data.unlabeled=[{tmp / 'unl'}]", "data.valid=[]",
+                    "data.labeled_synth=[]", "data.unlabeled_synth=[]", "data.valid_synth=[]",
                     f"data.corpus={ROOT / 'semimtr_cli/resources/english_words.txt'}", "data.corpus_format=lines",
                     "data.valid_corpus=null", "data.valid_split=0", "data.weights=[0.5,0.5]",
                     f"data.num_workers={0 if stage == 'pretrain-lm' else args.workers}",

@@ -74,9 +74,14 @@ def test_concat_with_an_lmdb_through_the_weighted_sampler(tmp_path):
 
 
 def test_augmentation_ramp_starts_clean_and_ends_augmented():
-    ramp = PerSourcePipeline("strong1", seed=0, ramp_draws=1000)
+    ramp = PerSourcePipeline("strong1", seed=0, ramp=(500, 1000))
     img = np.full((32, 80, 3), 128, np.uint8)
     img[8:24, 10:70] = 20
-    early = sum(ramp(img, np.random.default_rng([0, d]), draw=d) is img for d in range(0, 50))
-    late = sum(ramp(img, np.random.default_rng([0, d]), draw=d) is img for d in range(1000, 1050))
-    assert early >= 45 and late == 0
+
+    def untouched(draws):
+        return sum(ramp(img, np.random.default_rng([0, d]), draw=d) is img for d in draws)
+
+    assert untouched(range(0, 500, 10)) == 50  # before the start: never augmented
+    assert 15 <= untouched(range(1000, 1100, 2)) <= 35  # half-way: about half
+    assert untouched(range(1500, 1550)) == 0  # after the ramp: always
+    assert [ramp.augment_share(d) for d in (0, 500, 1000, 1500, 9999)] == [0.0, 0.0, 0.5, 1.0, 1.0]

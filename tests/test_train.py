@@ -28,6 +28,7 @@ from semimtr_cli.train.trainer import train
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "recipes" / "cpu-tiny"
 MICRO = [
+    "seqclr.mode=semimtr",  # the cpu-tiny recipe trains CE-only from scratch; the tests cover the SemiMTR objective
     "model.resnet_stem_channels=4", "model.resnet_channels=[4,8,8,16,32]", "model.resnet_blocks=[1,1,1,1,1]",
     "model.d_model=32", "model.nhead=2", "model.d_inner=64", "model.vision_layers=1", "model.attention_channels=8",
     "model.lm_layers=1", "data.num_workers=0", "train.threads=2", "train.log_every=1", "train.batch_size=8",

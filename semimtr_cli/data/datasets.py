@@ -43,18 +43,27 @@ class PerSourcePipeline:
     freezes one geometric type and one set of deterioration parameters at construction, so
     each LMDB gets its own frozen choice. This reproduces that. Built lazily in each worker.
 
-    ``ramp_draws`` > 0 switches the augmentation on gradually (a named CPU-recipe option, off in
-    the paper recipes): the crop of global draw ``d`` is augmented with probability
-    ``min(1, d / ramp_draws)``, so a model from scratch first sees clean crops. The decision
-    comes from the item's own generator, so it is as reproducible as the augmentation itself.
+    ``ramp`` = (start, length) in global draws switches the augmentation on gradually (a named
+    CPU-recipe option, off in the paper recipes): the crop of draw ``d`` is augmented with
+    probability ``clip((d - start) / length, 0, 1)``, so a model from scratch first locks onto
+    characters on clean crops. The decision comes from the item's own generator, so it is as
+    reproducible as the augmentation itself.
     """
 
-    def __init__(self, name: str, seed: int, ramp_draws: int = 0):
-        self.name, self.seed, self.ramp_draws = name, int(seed), int(ramp_draws)
+    def __init__(self, name: str, seed: int, ramp: tuple[int, int] = (0, 0)):
+        self.name, self.seed = name, int(seed)
+        self.ramp = (int(ramp[0]), int(ramp[1]))
         self._built: dict[int, Transform] = {}
 
+    def augment_share(self, draw: int) -> float:
+        """Probability that the crop of global draw ``draw`` is augmented."""
+        start, length = self.ramp
+        if draw < start:
+            return 0.0
+        return 1.0 if length <= 0 else min(1.0, (draw - start) / length)
+
     def __call__(self, img: np.ndarray, rng: np.random.Generator, *, source: int = 0, draw: int = 0) -> np.ndarray:
-        if self.ramp_draws and rng.uniform() >= draw / self.ramp_draws:
+        if self.ramp != (0, 0) and rng.uniform() >= self.augment_share(draw):
             return img
         return self.for_source(source)(img, rng)
 

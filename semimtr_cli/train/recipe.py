@@ -71,15 +71,17 @@ class AugmentConfig:
     supervised: the single view of CE-only vision training (ABINet baseline).
     seqclr: both views of SemiMTR vision pre-training (paper: severity 1, no geometry).
     teacher / student: the weak and strong views of fine-tuning (paper: abinet / strong1).
-    ramp_steps: CPU-recipe option, off (0) in the paper recipes: the share of augmented crops
-        grows linearly from 0 to 1 over the first ``ramp_steps`` optimizer steps, so a model
-        from scratch locks onto characters on clean crops first.
+    ramp_start / ramp_steps: CPU-recipe option, off (0 / 0) in the paper recipes: no crop is
+        augmented before optimizer step ``ramp_start``, then the augmented share grows linearly
+        to 1 over ``ramp_steps`` steps, so a model from scratch locks onto characters on clean
+        crops first (measured: docs/training.md).
     """
 
     supervised: Literal["abinet", "strong1", "strong2", "none"] = "abinet"
     seqclr: Literal["abinet", "strong1", "strong2", "none"] = "strong1"
     teacher: Literal["abinet", "strong1", "strong2", "none"] = "abinet"
     student: Literal["abinet", "strong1", "strong2", "none"] = "strong1"
+    ramp_start: int = 0
     ramp_steps: int = 0
 
 

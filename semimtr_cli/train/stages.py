@@ -169,8 +169,9 @@ class Stage:
 
     def pipeline(self, name: str, offset: int):
         """The view transform for pipeline ``name`` (one frozen instance per LMDB, as official)."""
-        ramp = self.recipe.augment.ramp_steps * self.recipe.train.batch_size
-        return None if name == "none" else PerSourcePipeline(name, seed=self.recipe.train.seed * 10 + offset, ramp_draws=ramp)
+        aug, batch = self.recipe.augment, self.recipe.train.batch_size
+        ramp = (aug.ramp_start * batch, aug.ramp_steps * batch)
+        return None if name == "none" else PerSourcePipeline(name, seed=self.recipe.train.seed * 10 + offset, ramp=ramp)
 
     def valid_sets(self) -> list[tuple[str, Dataset]]:
         d = self.recipe.data
