@@ -23,6 +23,7 @@ COMMANDS = {
     "build_lmdb_speed": "python benchmarks/build_lmdb_speed.py",
     "augment_speed": "python benchmarks/augment_speed.py",
     "memory": "python benchmarks/memory.py",
+    "convergence": "python benchmarks/convergence.py --from-runs runs/tiny-vision runs/tiny-lm runs/tiny-finetune",
     "model_agreement_trained_tiny": "python benchmarks/model_speed.py --checkpoint CKPT --agreement-images 600 "
                                     "--out benchmarks/results/model_agreement_trained_tiny.json",
 }
@@ -193,6 +194,28 @@ def build_section(d: dict | None) -> list[str]:
     return L
 
 
+def convergence_section(d: dict | None, page: Path) -> list[str]:
+    L = ["## Convergence of the quickstart stages (CPU)", ""]
+    if d is None:
+        return L + missing("convergence")
+    m = d["machine"]
+    L += [f"Machine: {m['cpu']} ({m['cores']} cores; flags {', '.join(m['cpu_flags']) or 'none recorded'}), "
+          f"torch {m['torch']}. Total training time {d['total_training_seconds'] / 60:.1f} min.", "",
+          "| stage | precision | steps | wall s | main metric at the end | first >= 10 % | first >= 50 % | first >= 90 % |",
+          "|---|---|---|---|---|---|---|---|"]
+    for st in d["stages"]:
+        firsts = [("-" if v is None else f"step {v['step']} / {v['seconds']:.0f} s") for v in st["first_passing"].values()]
+        final = st["final"].get(st["main_metric"])
+        L.append(f"| {st['stage']} | {st['precision']} | {st['steps']} | {st['wall_seconds']:.0f} | "
+                 f"{st['main_metric']} {fmt(final)} % | " + " | ".join(firsts) + " |")
+    img = page.parent / "performance" / "convergence.png"
+    if img.is_file():
+        L += ["", f"![validation accuracy against steps and seconds]({os.path.relpath(img, page.parent)})"]
+    L += ["", "Validation sets: the recipes' streamed held-out crops (vision, fine-tune: 200 clean + 200 wild; "
+          "LM: 1000 held-out occurrences with one random edit each).", ""]
+    return L
+
+
 def memory_section(docs: dict) -> list[str]:
     L = ["## Peak memory", ""]
     found = []
@@ -284,6 +307,7 @@ def build_page(results: Path, page: Path) -> str:
     L += eval_section(docs["eval_speed"])
     L += build_section(docs["build_lmdb_speed"])
     L += memory_section(docs)
+    L += convergence_section(docs["convergence"], page)
     L += ["## How cost grows", ""]
     if have_plot:
         L += [f"![cost vs batch size and throughput]({os.path.relpath(img, page.parent)})", "",

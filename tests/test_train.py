@@ -118,9 +118,16 @@ def _run_cli(args, **kw):
                             stderr=subprocess.STDOUT, text=True, cwd=REPO, **kw)
 
 
-def test_kill9_then_resume_gives_same_weights(data, tmp_path):
+STREAMED = ["data.labeled=[]", "data.unlabeled=[]", "data.valid=[]", "data.valid_synth=[]", "data.num_workers=1",
+            "data.labeled_synth=[{style: clean, seed: 5, crops_per_epoch: 64}]",
+            "data.unlabeled_synth=[{style: wild, seed: 6, crops_per_epoch: 64}]", "augment.ramp_steps=12"]
+
+
+@pytest.mark.parametrize("source", ["lmdb", "streamed"])
+def test_kill9_then_resume_gives_same_weights(data, tmp_path, source):
     sets = []
-    for s in MICRO + data_sets(data) + ["train.max_steps=24", "train.save_every=4"]:
+    chosen = data_sets(data) if source == "lmdb" else STREAMED
+    for s in MICRO + chosen + ["train.max_steps=24", "train.save_every=4"]:
         sets += ["--set", s]
     base = ["pretrain-vision", "--recipe", str(TINY / "pretrain_vision.yaml"), *sets]
     ref = _run_cli(base + ["--out", str(tmp_path / "ref")])
