@@ -122,7 +122,7 @@ class Predictor:
             raise SemimtrError("this checkpoint holds a language model alone, which cannot read images")
         self.device = resolve_device(device)
         if precision not in PRECISIONS:
-            raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+            raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         if precision == "int8":
             if self.device.type != "cpu":
                 raise UsageError("--precision int8 runs on the CPU only; use bf16 on GPU")

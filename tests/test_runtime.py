@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from helpers import word_png
 from semimtr_cli import runtime
 from semimtr_cli.charset import Charset
 from semimtr_cli.errors import SemimtrError
@@ -95,3 +96,20 @@ def test_predictor_auto_keeps_bf16_only_with_fp32_words(fresh_cpu, tmp_path):
     decided = auto.precision
     auto.forward(images)
     assert auto.precision == decided
+
+
+def test_bad_precision_is_one_usage_error_on_every_inference_command(tmp_path):
+    from typer.testing import CliRunner
+
+    from semimtr_cli.cli import app
+
+    cs = Charset.preset("36")
+    ckpt = save_checkpoint(tmp_path / "v.pt", build_model("vision", ModelConfig.preset("tiny"), cs), cs)
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "imgs" / "a.png").write_bytes(word_png("hello"))
+    (tmp_path / "imgs" / "labels.tsv").write_text("a.png\thello\n", encoding="utf-8")
+    for args in (["read", str(ckpt), str(tmp_path / "imgs")],
+                 ["eval", str(ckpt), "--bench", str(tmp_path / "imgs")],
+                 ["pseudo-labels", str(ckpt), "--unlabeled", str(tmp_path / "imgs"), "--out", str(tmp_path / "p")]):
+        res = CliRunner().invoke(app, args + ["--precision", "fp8"])
+        assert res.exit_code != 0 and "fp8" in res.output, (args[0], res.output)

@@ -61,8 +61,6 @@ def command(
 
     if head not in HEAD_CHOICES:
         raise UsageError(f"--head must be one of {', '.join(HEAD_CHOICES)}, got {head!r}")
-    if precision not in ("auto", "fp32", "bf16"):
-        raise UsageError(f"--precision must be auto, fp32 or bf16, got {precision!r}")
     if weights not in WEIGHTINGS:
         raise UsageError(f"--weights must be one of {', '.join(WEIGHTINGS)}, got {weights!r}")
     if batch_size < 1:

@@ -50,8 +50,6 @@ def command(
         raise UsageError(f"--view must be one of {', '.join(VIEWS)}, got {view!r}")
     if confidence not in CONFIDENCE_MODES:
         raise UsageError(f"--confidence must be one of {', '.join(CONFIDENCE_MODES)}, got {confidence!r}")
-    if precision not in ("auto", "fp32", "bf16"):
-        raise UsageError(f"--precision must be auto, fp32 or bf16, got {precision!r}")
     if batch_size < 1 or workers < 0 or html_limit < 0:
         raise UsageError("--batch-size must be >= 1, --workers and --html-limit >= 0")
     thr = parse_thresholds(thresholds)

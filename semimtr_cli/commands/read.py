@@ -50,12 +50,10 @@ def command(
     import pandas as pd
 
     from ..fsutil import atomic_path, atomic_write_json
-    from ..predict import CONFIDENCE_MODES, PRECISIONS, Predictor, gather_image_paths, read_paths
+    from ..predict import CONFIDENCE_MODES, Predictor, gather_image_paths, read_paths
 
     if confidence not in CONFIDENCE_MODES:
         raise UsageError(f"--confidence must be one of {', '.join(CONFIDENCE_MODES)}, got {confidence!r}")
-    if precision not in PRECISIONS:
-        raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
     image_paths = gather_image_paths(paths)

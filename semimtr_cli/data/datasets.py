@@ -94,7 +94,7 @@ class FilterStats:
         return {"total": self.total, "kept": self.kept, "skipped": dict(self.skipped)}
 
 
-def _item_key(key) -> tuple[int, int]:
+def item_key(key) -> tuple[int, int]:
     """A dataset key is an index or an ``(index, draw)`` pair from :class:`MixedSampler`."""
     if isinstance(key, (tuple, list)):
         return int(key[0]), int(key[1])
@@ -202,7 +202,7 @@ class CropDataset(Dataset):
         return img
 
     def __getitem__(self, key) -> dict | None:
-        index, draw = _item_key(key)
+        index, draw = item_key(key)
         n = len(self)
         substituted = False
         for attempt in range(min(n, 64)):
@@ -278,7 +278,7 @@ class ConcatCrops(Dataset):
         return int(self._ends[-1])
 
     def __getitem__(self, key):
-        index, draw = _item_key(key)
+        index, draw = item_key(key)
         m = int(np.searchsorted(self._ends, index, side="right"))
         start = 0 if m == 0 else int(self._ends[m - 1])
         return self.members[m][(index - start, draw)]

@@ -28,7 +28,7 @@ from torch.utils.data import Dataset
 
 from ..charset import Charset
 from ..errors import SemimtrError
-from .datasets import make_item, render_views, unlabeled_target
+from .datasets import item_key, make_item, render_views, unlabeled_target
 from .synth import SynthPlan, draw_sample, plan_synth, resolve_fonts
 from .wordlist import WordList, packaged_words, read_words_file
 
@@ -122,10 +122,7 @@ class SynthCropDataset(Dataset):
         raise SemimtrError(f"{self.describe(number)}: no drawable label fits charset '{self.charset.name}' in 16 tries")
 
     def __getitem__(self, key) -> dict:
-        if isinstance(key, (tuple, list)):
-            index, draw = int(key[0]), int(key[1])
-        else:
-            index = draw = int(key)
+        index, draw = item_key(key)
         number = draw if self.fresh else index
         img, text = self.sample(number)
         if self.labeled:

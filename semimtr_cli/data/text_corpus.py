@@ -124,6 +124,10 @@ class TextCorpusDataset(Dataset):
     def word(self, i: int) -> str:
         return self.charset.decode(self._ids[i])
 
+    def distinct_words(self) -> list[str]:
+        """Every distinct word once, in id order (a corpus of occurrences holds repeats)."""
+        return [self.charset.decode(row) for row in np.unique(self._ids, axis=0)]
+
     def __getitem__(self, key) -> dict:
         i, draw = (int(key[0]), int(key[1])) if isinstance(key, (tuple, list)) else (int(key), int(key))
         label = torch.from_numpy(self._ids[i].astype(np.int64))

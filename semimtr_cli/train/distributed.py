@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from ..errors import SemimtrError
 from ..model.outputs import HeadOutput, RecognizerOutput
 
 

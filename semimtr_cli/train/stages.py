@@ -334,7 +334,7 @@ class PretrainLanguage(Stage):
         self._valid_sets = {"": self._encodable(held_out)}
         n_sample = self.recipe.data.valid_sample
         if n_sample:  # distinct training words, uniformly: the rare ones count as much as the frequent
-            vocab = sorted({self._train.word(i) for i in range(len(self._train))})
+            vocab = self._train.distinct_words()
             rng = np.random.default_rng(self.recipe.train.seed + 7)
             picks = rng.choice(len(vocab), size=min(n_sample, len(vocab)), replace=False)
             self._valid_sets["_vocab"] = [vocab[int(i)] for i in sorted(picks)]
