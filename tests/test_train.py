@@ -293,3 +293,50 @@ def test_every_shipped_recipe_loads():
     for path in paths:
         r = load_recipe(path)
         assert r.stage in ("pretrain-vision", "pretrain-lm", "finetune")
+
+
+
+def _stage(name, data, *extra):
+    from semimtr_cli.train import distributed as ddp
+    from semimtr_cli.train.stages import STAGE_CLASSES, StageContext
+
+    r = recipe(name, data, *extra)
+    charset = Charset.from_spec(r.data.charset, max_length=r.model.max_length)
+    return STAGE_CLASSES[r.stage](StageContext(r, charset, ddp.DistInfo(), torch.device("cpu"), lambda *_: None))
+
+
+@pytest.mark.parametrize("name", ["finetune", "pretrain_vision"])
+def test_labeled_and_unlabeled_lmdbs_get_their_own_frozen_pipeline(name, data):
+    """Official: one transform per LMDB dataset, labeled and unlabeled alike, so LMDB #0 of each
+    part must not share the frozen ABINet geometry type and deterioration draw."""
+    extra = ("augment.teacher=abinet",) if name == "finetune" else ("augment.seqclr=abinet",)
+    dataset, _ = _stage(name, data, *extra).train_dataset()
+    labeled, unlabeled = dataset.parts
+    assert (labeled.first_source, unlabeled.first_source) == (0, 1)
+    view = labeled.views[0]
+    assert view is unlabeled.views[0]  # one lazily built pipeline object, one frozen draw per source
+    assert view.for_source(0).describe() != view.for_source(1).describe()
+    # each crop goes through its own source's pipeline (ramp off: every view is augmented)
+    original, used = view.for_source, []
+    view.for_source = lambda source: used.append(source) or original(source)
+    labeled[(0, 10**6)]
+    assert set(used) == {0}
+    used.clear()
+    unlabeled[(0, 10**6)]
+    assert set(used) == {1}
+
+
+@pytest.mark.parametrize("select", ["teacher", "student"])
+def test_ema_teacher_is_validated_and_selected(select, data, tmp_path):
+    """Both networks are validated; best.pt holds the one the recipe selects (official: the teacher)."""
+    summary = train(recipe("finetune", data, "train.max_steps=2", "consistency.ema=true", "consistency.ema_decay=0.5",
+                           f"consistency.select={select}"), tmp_path / "run")
+    valid = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines() if '"valid"' in x]
+    assert {"alignment", "vision", "teacher_alignment", "teacher_vision"} <= set(valid[-1])
+    assert summary["best"]["metric"] == ("teacher_alignment" if select == "teacher" else "alignment")
+    best, last = load_checkpoint(tmp_path / "run" / "best.pt"), load_checkpoint(tmp_path / "run" / "last.pt")
+    expected = last["ema_state_dict"] if select == "teacher" else last["state_dict"]
+    other = last["state_dict"] if select == "teacher" else last["ema_state_dict"]
+    floats = [k for k in expected if expected[k].is_floating_point() and k in best["state_dict"]]
+    assert all(torch.equal(best["state_dict"][k], expected[k]) for k in floats)
+    assert any(not torch.equal(best["state_dict"][k], other[k]) for k in floats)

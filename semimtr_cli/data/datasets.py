@@ -114,6 +114,8 @@ class CropDataset(Dataset):
             :class:`PerSourcePipeline` = one pipeline per LMDB). One view gives ``image``
             (3,H,W); two or more give (V,3,H,W).
         seed: base of the per-item random generators.
+        first_source: the per-source pipeline index of the first LMDB (the others follow), so
+            that the LMDBs of every part of a training mix get their own frozen pipeline.
         on_bad: what to do with an undecodable or too-small image: ``"substitute"`` (training:
             take the next good sample and flag it), ``"skip"`` (evaluation: the item is ``None``,
             dropped and counted by :func:`collate`) or ``"raise"`` (a SemimtrError naming the key).
@@ -130,6 +132,7 @@ class CropDataset(Dataset):
         seed: int = 0,
         min_side: int = MIN_SIDE_DEFAULT,
         on_bad: str = "substitute",
+        first_source: int = 0,
     ):
         if isinstance(paths, (str, Path)):
             paths = [paths]
@@ -143,6 +146,7 @@ class CropDataset(Dataset):
         self.image_size = tuple(image_size)
         self.seed = int(seed)
         self.min_side = int(min_side)
+        self.first_source = int(first_source)
         if on_bad not in ("substitute", "skip", "raise"):
             raise SemimtrError(f"on_bad must be substitute, skip or raise, got {on_bad!r}")
         self.on_bad = on_bad
@@ -223,7 +227,7 @@ class CropDataset(Dataset):
             label, length = self._labels[i], self._lengths[i]
         else:
             label, length = unlabeled_target(self.charset)
-        image = render_views(img, self.views, rng, source=int(self._reader_ids[i]), draw=draw, image_size=self.image_size)
+        image = render_views(img, self.views, rng, source=self.first_source + int(self._reader_ids[i]), draw=draw, image_size=self.image_size)
         return make_item(image, label, length, i, substituted)
 
 
@@ -282,6 +286,16 @@ class ConcatCrops(Dataset):
         m = int(np.searchsorted(self._ends, index, side="right"))
         start = 0 if m == 0 else int(self._ends[m - 1])
         return self.members[m][(index - start, draw)]
+
+
+def n_sources(part: Dataset | None) -> int:
+    """How many per-source pipeline indices a part of a mix uses (one per LMDB or stream)."""
+    if part is None:
+        return 0
+    if isinstance(part, ConcatCrops):
+        return sum(n_sources(m) for m in part.members)
+    readers = getattr(part, "readers", None)
+    return len(readers) if readers is not None else 1
 
 
 class MixedDataset(Dataset):

@@ -152,6 +152,9 @@ class ConsistencyConfig:
     teacher head; student_heads: which student heads learn in that case.
     threshold: per-slot teacher confidence cut (None = off; the paper's option is 0.9).
     ema: a separate exponential-moving-average teacher (decay ``ema_decay``).
+    select: with ``ema``, which network validation picks ``best.pt`` from (both are validated
+        and logged; the teacher's keys carry a ``teacher_`` prefix). ``teacher`` is the official
+        choice: its validation scores the EMA teacher. Ignored without ``ema``.
     """
 
     enabled: bool = True
@@ -165,6 +168,7 @@ class ConsistencyConfig:
     iteration_reduction: Literal["official", "sum", "mean"] = "official"
     ema: bool = False
     ema_decay: float = 0.9999
+    select: Literal["teacher", "student"] = "teacher"
 
 
 @dataclass

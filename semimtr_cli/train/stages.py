@@ -8,7 +8,8 @@ provides:
 - ``loss(model, batch)`` -> (scalar loss on the global batch, {name: detached 0-d tensor}
   for logging; turned into numbers only when a log line is written, so GPUs are not synced
   every step);
-- ``validate(model)`` -> {metric: value} (percentages) and ``select_key`` (best checkpoint);
+- ``validate(model)`` -> {metric: value} (percentages), ``selection_key()`` (the metric that
+  picks ``best.pt``) and ``selected_model(model)`` (the network whose weights ``best.pt`` holds);
 - ``after_step(model)`` (EMA teacher update) and ``extra_state()`` / ``load_extra_state()``.
 """
 
@@ -26,7 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .. import losses
 from ..charset import Charset
-from ..data.datasets import ConcatCrops, CropDataset, MixedDataset, MixedSampler, PerSourcePipeline, collate
+from ..data.datasets import ConcatCrops, CropDataset, MixedDataset, MixedSampler, PerSourcePipeline, collate, n_sources
 from ..data.synth_stream import SynthCropDataset, SynthSource
 from ..data.text_corpus import TextCorpusDataset, read_corpus_words, zipf_occurrences
 from ..data.text_noise import disturb_word, spelling_mutation
@@ -130,28 +131,42 @@ class Stage:
             return None
         return self._crop_part(d.labeled, d.labeled_synth, views, labeled=True, seed=self.recipe.train.seed)
 
-    def unlabeled_set(self, views) -> Dataset | None:
+    def unlabeled_set(self, views, *, first_source: int = 0) -> Dataset | None:
+        """``first_source``: the number of labeled sources before it (see :meth:`crop_parts`)."""
         d = self.recipe.data
         if not d.unlabeled and not d.unlabeled_synth:
             return None
-        return self._crop_part(d.unlabeled, d.unlabeled_synth, views, labeled=False, seed=self.recipe.train.seed + 1)
+        return self._crop_part(d.unlabeled, d.unlabeled_synth, views, labeled=False, seed=self.recipe.train.seed + 1,
+                               first_source=first_source)
 
-    def _crop_part(self, lmdbs: list[str], synth: list[SynthSource], views, *, labeled: bool, seed: int) -> Dataset:
+    def crop_parts(self, views, *, labeled_required: bool) -> list[Dataset]:
+        """The labeled then the unlabeled part of a two-view mix (the parts that exist).
+
+        Every LMDB and stream of the mix gets its own source index, hence its own frozen draw of
+        each per-source pipeline: the official loader builds one transform per LMDB dataset, for
+        the labeled and the unlabeled ones alike.
+        """
+        labeled = self.labeled_set(views, required=labeled_required)
+        unlabeled = self.unlabeled_set(views, first_source=n_sources(labeled))
+        return [p for p in (labeled, unlabeled) if p is not None]
+
+    def _crop_part(self, lmdbs: list[str], synth: list[SynthSource], views, *, labeled: bool, seed: int,
+                   first_source: int = 0) -> Dataset:
         """One part of the training mix: the LMDBs, then the streamed synthetic sources."""
         kind = "labeled" if labeled else "unlabeled"
         members: list[Dataset] = []
-        n_sources = 0
+        source = first_source
         if lmdbs:
             ds = CropDataset(lmdbs, self.charset, labeled=labeled, views=views, image_size=self.image_size,
-                             seed=seed, min_side=self.recipe.data.min_side)
+                             seed=seed, min_side=self.recipe.data.min_side, first_source=source)
             if len(ds) == 0:
                 detail = f" ({ds.stats.to_dict()})" if labeled else ""
                 raise SemimtrError(f"{self.name}: no usable {kind} sample in {lmdbs}{detail}")
             members.append(ds)
-            n_sources = len(ds.readers)
-        for k, source in enumerate(synth):
-            members.append(SynthCropDataset(source, self.charset, labeled=labeled, views=views, image_size=self.image_size,
-                                            seed=seed, fresh=True, source_id=n_sources + k))
+            source += len(ds.readers)
+        for k, spec in enumerate(synth):
+            members.append(SynthCropDataset(spec, self.charset, labeled=labeled, views=views, image_size=self.image_size,
+                                            seed=seed, fresh=True, source_id=source + k))
         return members[0] if len(members) == 1 else ConcatCrops(members)
 
     @property
@@ -193,6 +208,15 @@ class Stage:
 
     def predict_heads(self, model: nn.Module, images: torch.Tensor) -> dict[str, HeadOutput]:
         raise NotImplementedError
+
+    def selection_key(self) -> str:
+        """The validation value that picks ``best.pt`` (``train.select_metric``, else the stage's)."""
+        metric = self.recipe.train.select_metric
+        return self.select_key if metric == "auto" else metric
+
+    def selected_model(self, model: nn.Module) -> nn.Module:
+        """The network validated by :meth:`selection_key`, whose weights ``best.pt`` keeps."""
+        return model
 
     @torch.no_grad()
     def validate(self, model: nn.Module, autocast) -> dict[str, float]:
@@ -266,8 +290,7 @@ class PretrainVision(Stage):
         if self.mode == "ce_only":
             return self.mix([self.labeled_set((self.pipeline(aug.supervised, 0),), required=True)])
         views = (self.pipeline(aug.seqclr, 0), self.pipeline(aug.seqclr, 1))
-        parts = [p for p in (self.labeled_set(views, required=self.mode == "semimtr" and not self.recipe.data.unlabeled),
-                             self.unlabeled_set(views)) if p is not None]
+        parts = self.crop_parts(views, labeled_required=self.mode == "semimtr" and not self.recipe.data.unlabeled)
         if not parts:
             raise SemimtrError(f"{self.name}: give data.labeled and/or data.unlabeled LMDBs")
         return self.mix(parts)
@@ -448,7 +471,7 @@ class Finetune(Stage):
         if not self.consistency:
             return self.mix([self.labeled_set((self.pipeline(aug.teacher, 0),), required=True)])
         views = (self.pipeline(aug.teacher, 0), self.pipeline(aug.student, 1))
-        parts = [p for p in (self.labeled_set(views, required=True), self.unlabeled_set(views)) if p is not None]
+        parts = self.crop_parts(views, labeled_required=True)
         return self.mix(parts)
 
     def loss(self, model, batch):
@@ -475,6 +498,24 @@ class Finetune(Stage):
     def predict_heads(self, model, images):
         out = model(images)
         return {h: out.head(h) for h in self.heads}
+
+    @property
+    def selects_teacher(self) -> bool:
+        return self.ema_model is not None and self.recipe.consistency.select == "teacher"
+
+    def validate(self, model, autocast):
+        """The student's values and, with an EMA teacher, the teacher's (keys ``teacher_*``)."""
+        values = super().validate(model, autocast)
+        if self.ema_model is not None:
+            values.update({f"teacher_{k}": v for k, v in super().validate(self.ema_model, autocast).items()})
+        return values
+
+    def selection_key(self) -> str:
+        key = super().selection_key()
+        return f"teacher_{key}" if self.selects_teacher else key
+
+    def selected_model(self, model):
+        return self.ema_model if self.selects_teacher else model
 
     @torch.no_grad()
     def after_step(self, model):

@@ -217,13 +217,14 @@ def _train(recipe: Recipe, out: Path, resume: bool, log, progress, device: torch
     metrics = MetricsLog(out / "metrics.jsonl", info.is_main, truncate_after=state.step if resume else None)
     params = [p for p in model.parameters() if p.requires_grad]
 
-    def checkpoint_dict(with_training_state: bool, values: dict | None = None) -> dict:
+    def checkpoint_dict(with_training_state: bool, values: dict | None = None, weights: torch.nn.Module | None = None) -> dict:
+        """``weights``: the network saved (default the trained model; best.pt: the selected one)."""
         extra = {"stage": recipe.stage, "recipe": to_dict(recipe)}
         if with_training_state:
             extra.update(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
                          scaler=scaler.state_dict() if scaler is not None else {},
                          loop_state=asdict(state), rng=capture_rng(info), **stage.extra_state())
-        return make_checkpoint(model, charset, step=state.step, metrics=values or {}, extra=extra)
+        return make_checkpoint(weights or model, charset, step=state.step, metrics=values or {}, extra=extra)
 
     def run_seconds() -> float:
         return state.seconds + time.time() - t_resumed
@@ -240,13 +241,12 @@ def _train(recipe: Recipe, out: Path, resume: bool, log, progress, device: torch
         values = stage.validate(model, autocast) if info.is_main else {}
         ddp.barrier(info)
         if values and info.is_main:
-            key = recipe.train.select_metric if recipe.train.select_metric != "auto" else stage.select_key
-            value = values.get(key)
+            value = values.get(stage.selection_key())
             metrics.write({"step": state.step, "epoch": state.epoch, "event": "valid", "seconds": round(run_seconds(), 2), **values})
             log("valid step %d: %s" % (state.step, ", ".join(f"{k} {v:.2f}" for k, v in values.items() if "/" not in k)))
             if value is not None and (state.best_value is None or value > state.best_value):
                 state.best_value, state.best_step = value, state.step
-                write_checkpoint(out / "best.pt", checkpoint_dict(False, values))
+                write_checkpoint(out / "best.pt", checkpoint_dict(False, values, stage.selected_model(model)))
         return values
 
     t_start = t_resumed = time.time()
@@ -325,7 +325,7 @@ def _train(recipe: Recipe, out: Path, resume: bool, log, progress, device: torch
     last_values = run_validation() or last_values
     save_last()
     if info.is_main and state.best_step is None:
-        write_checkpoint(out / "best.pt", checkpoint_dict(False, last_values))
+        write_checkpoint(out / "best.pt", checkpoint_dict(False, last_values, stage.selected_model(model)))
     wall = time.time() - t_start
     summary = {
         "stage": recipe.stage,
@@ -336,7 +336,7 @@ def _train(recipe: Recipe, out: Path, resume: bool, log, progress, device: torch
         "substituted_images": state.substituted,
         "final_loss": last_parts and {k: float(v) for k, v in last_parts.items()},
         "last_validation": last_values,
-        "best": {"metric": recipe.train.select_metric if recipe.train.select_metric != "auto" else stage.select_key,
+        "best": {"metric": stage.selection_key(), "weights": "EMA teacher" if stage.selected_model(model) is not model else "model",
                  "value": state.best_value, "step": state.best_step,
                  "selected_by": "validation" if state.best_step is not None else "final weights (no validation data)"},
         "device": str(device),
