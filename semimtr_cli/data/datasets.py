@@ -294,8 +294,7 @@ def n_sources(part: Dataset | None) -> int:
         return 0
     if isinstance(part, ConcatCrops):
         return sum(n_sources(m) for m in part.members)
-    readers = getattr(part, "readers", None)
-    return len(readers) if readers is not None else 1
+    return len(part.readers) if isinstance(part, CropDataset) else 1  # a synthetic stream is one source
 
 
 class MixedDataset(Dataset):
