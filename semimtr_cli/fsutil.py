@@ -1,13 +1,14 @@
-"""Atomic file writes: write to a temporary file beside the target, then rename.
+"""Atomic writes of files and folders: build beside the target under a temporary name, then rename.
 
-An interrupted write (exception, Ctrl-C, kill -9) never leaves a half-written file under the
-target name, and a previous file at the target stays intact until the rename.
+An interrupted write (exception, Ctrl-C, kill -9) never leaves a half-written file or folder under
+the target name, and a previous one at the target stays intact until the rename.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,3 +46,48 @@ def atomic_write_text(target: str | Path, text: str) -> None:
 def atomic_write_json(target: str | Path, obj) -> None:
     """Pretty JSON (UTF-8, non-ASCII kept), written atomically."""
     atomic_write_text(target, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+def temp_dir_beside(target: str | Path) -> Path:
+    """Create and return an empty hidden folder next to ``target`` (parents are created)."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{target.name}.building-", dir=target.parent))
+
+
+def replace_dir(tmp: str | Path, target: str | Path) -> None:
+    """Rename the finished folder ``tmp`` onto ``target``.
+
+    ``tmp`` gets the usual permissions (mkdtemp makes it 0700); a previous ``target`` is moved
+    aside first and deleted only after the rename, so one of the two is always in place.
+    """
+    tmp, target = Path(tmp), Path(target)
+    os.chmod(tmp, 0o777 & ~_umask())
+    backup = None
+    if target.exists():
+        backup = target.parent / f".{target.name}.replaced-{os.getpid()}"
+        os.replace(target, backup)
+    os.replace(tmp, target)
+    if backup is not None:
+        shutil.rmtree(backup, ignore_errors=True)
+
+
+@contextmanager
+def atomic_dir(target: str | Path) -> Iterator[Path]:
+    """Yield an empty temporary folder beside ``target``; it replaces ``target`` on success.
+
+    If the block raises, the temporary folder is removed and ``target`` is untouched.
+    """
+    tmp = temp_dir_beside(target)
+    try:
+        yield tmp
+        replace_dir(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

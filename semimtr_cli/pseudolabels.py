@@ -22,9 +22,6 @@ from __future__ import annotations
 import html
 import io
 import json
-import os
-import shutil
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +35,7 @@ from .data.datasets import CropDataset, PerSourcePipeline
 from .data.image import denormalize
 from .data.lmdb_io import is_unlabeled_marker
 from .errors import SemimtrError, UsageError
+from .fsutil import atomic_dir
 from .losses import kept_slots, teacher_targets
 from .predict import decode_logits
 
@@ -311,9 +309,7 @@ def write_gallery(result: PseudoLabels, paths: Sequence[str | Path], predictor, 
                         image_size=(predictor.config.image_h, predictor.config.image_w), seed=seed, on_bad="raise")
     ordered = sorted(result.rows, key=lambda r: (r["confidence"], r["index"]))
     shown = ordered if limit is None else ordered[:limit]
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.building-", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as tmp:
         (tmp / "images").mkdir()
         cards = []
         for rank, r in enumerate(shown, 1):
@@ -323,24 +319,7 @@ def write_gallery(result: PseudoLabels, paths: Sequence[str | Path], predictor, 
             cards.append(_card(r, name, result.thresholds))
         (tmp / "index.html").write_text(_page(result, cards, len(result.rows)), encoding="utf-8")
         (tmp / "rows.json").write_text(json.dumps(shown, ensure_ascii=False) + "\n", encoding="utf-8")
-        os.chmod(tmp, 0o777 & ~_umask())
-        if out_dir.exists():
-            backup = out_dir.parent / f".{out_dir.name}.replaced-{os.getpid()}"
-            os.replace(out_dir, backup)
-            os.replace(tmp, out_dir)
-            shutil.rmtree(backup, ignore_errors=True)
-        else:
-            os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return {"path": str(out_dir / "index.html"), "shown": len(shown), "total": len(result.rows)}
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _card(r: dict, image: str, thresholds: Sequence[float]) -> str:

@@ -16,12 +16,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
 import lmdb
 
 from ..errors import SemimtrError
+from ..fsutil import replace_dir, temp_dir_beside
 
 NUM_SAMPLES_KEY = b"num-samples"
 UNLABELED_MARKER = "unlabeleddata"
@@ -215,8 +215,7 @@ class LmdbWriter:
         check_writable_target(self.out, overwrite)
         self.overwrite = overwrite
         self.commit_every = max(1, commit_every)
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.building-", dir=self.out.parent))
+        self._tmp = temp_dir_beside(self.out)
         self._map_size = initial_map_size
         self._env = lmdb.open(str(self._tmp), map_size=self._map_size, subdir=True, meminit=False, map_async=True)
         self._pending: list[tuple[bytes, bytes]] = []
@@ -251,15 +250,9 @@ class LmdbWriter:
         self._flush([(NUM_SAMPLES_KEY, str(self.count).encode("ascii"))])
         self._env.sync(True)
         self._env.close()
-        os.chmod(self._tmp, 0o777 & ~_umask())
-        backup = None
         if self.out.exists():
             _ENVS.pop((os.getpid(), str(self.out.resolve())), None)
-            backup = self.out.parent / f".{self.out.name}.replaced-{os.getpid()}"
-            os.replace(self.out, backup)
-        os.replace(self._tmp, self.out)
-        if backup is not None:
-            shutil.rmtree(backup, ignore_errors=True)
+        replace_dir(self._tmp, self.out)
         self._done = True
         return self.out
 
@@ -280,12 +273,6 @@ class LmdbWriter:
             self.abort()
         elif not self._done:
             self.finish()
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def check_writable_target(out: Path, overwrite: bool) -> None:

@@ -22,8 +22,6 @@ import io
 import json
 import math
 import os
-import shutil
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -35,6 +33,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from ..errors import SemimtrError, UsageError
+from ..fsutil import atomic_dir
 from .lmdb_io import LmdbWriter, is_lmdb_dir
 from .wordlist import WordList, packaged_words
 
@@ -685,16 +684,6 @@ def check_output(out: Path, *, lmdb: bool, overwrite: bool) -> None:
         raise SemimtrError(f"output {out} holds a synth image folder; remove it or choose another --out for an LMDB")
 
 
-def _replace_dir(tmp: Path, out: Path) -> None:
-    backup = None
-    if out.exists():
-        backup = out.parent / f".{out.name}.replaced-{os.getpid()}"
-        os.replace(out, backup)
-    os.replace(tmp, out)
-    if backup is not None:
-        shutil.rmtree(backup, ignore_errors=True)
-
-
 def generate(
     out: str | Path,
     count: int,
@@ -749,9 +738,7 @@ def generate(
                 if on_progress:
                     on_progress(len(batch))
     else:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
-        try:
+        with atomic_dir(out) as tmp:
             (tmp / "images").mkdir()
             lines = []
             index = 0
@@ -769,11 +756,6 @@ def generate(
             if not unlabeled:
                 (tmp / "labels.tsv").write_text("".join(lines), encoding="utf-8", newline="\n")
             (tmp / MANIFEST).write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
-            os.chmod(tmp, 0o777 & ~_umask())
-            _replace_dir(tmp, out)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
     seconds = time.perf_counter() - start
     return {
         "out": str(out),
@@ -795,9 +777,3 @@ def _encoded_width(data: bytes, image_format: str) -> int:
     if image_format == "png":
         return int.from_bytes(data[16:20], "big")
     return Image.open(io.BytesIO(data)).size[0]
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
