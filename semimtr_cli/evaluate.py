@@ -27,19 +27,20 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from .charset import Charset
 from .data.benchmarks import EvalSet
-from .data.datasets import CropDataset
-from .data.image import as_uint8_array, decode_image, to_model_input
-from .errors import SemimtrError, UsageError
+from .data.eval_items import collate_eval, eval_items
+from .data.image import MIN_SIDE
+from .errors import SemimtrError, UsageError, option
+from .fsutil import atomic_path, atomic_write_json
 from .metrics import TextMetrics
-from .predict import HEADS, Decoded, Predictor, decode_logits
+from .model.outputs import HEADS
+from .predict import Decoded, decode_logits, load_predictor
 
 METRIC_NAMES = ("accuracy", "one_minus_ned", "mean_confidence", "char_accuracy")
 WEIGHTINGS = ("num_samples", "evaluated")
-MIN_SIDE = 7  # the official loader rejects crops whose width or height is <= 6 px
 
 
 # ------------------------------------------------------------------------------ protocol
@@ -100,131 +101,9 @@ def check_charset_fit(model_charset: Charset, protocol: Charset, source: str) ->
         raise SemimtrError(
             f"{source}: the model's charset '{model_charset.name}' ({len(model_charset.symbols)} symbols) cannot "
             f"produce {len(missing)} symbol(s) of the protocol charset '{protocol.name}' ({shown!r}); "
-            f"evaluate with --charset {model_charset.name if model_charset.name in ('36', '62', '94') else '36'} "
+            f"evaluate with {option('charset')} {model_charset.name if model_charset.name in ('36', '62', '94') else '36'} "
             "or a charset the model covers"
         )
-
-
-def load_predictor(checkpoint: str | Path, *, device: str = "cpu", precision: str = "fp32") -> Predictor:
-    """A Predictor for ``checkpoint`` after checking that its charset fits its classifier.
-
-    Raises:
-        SemimtrError: unreadable checkpoint, or a stored charset whose class count differs from
-            the classifier's (a checkpoint/charset mismatch), named with the file.
-    """
-    from .model.checkpoint import load_checkpoint
-
-    ckpt = load_checkpoint(checkpoint)
-    try:
-        charset = Charset.from_dict(ckpt["charset"])
-    except (TypeError, KeyError, SemimtrError) as exc:
-        raise SemimtrError(f"{checkpoint}: malformed charset entry ({exc})") from None
-    for key, tensor in ckpt["state_dict"].items():
-        if key.endswith("cls.weight") and torch.is_tensor(tensor) and tensor.shape[0] != charset.num_classes:
-            raise SemimtrError(
-                f"{checkpoint}: checkpoint/charset mismatch: classifier {key} has {tensor.shape[0]} classes but the "
-                f"stored charset '{charset.name}' has {charset.num_classes} ({len(charset.symbols)} symbols + null)"
-            )
-    try:
-        return Predictor(ckpt, device=device, precision=precision)
-    except SemimtrError as exc:
-        raise SemimtrError(f"{checkpoint}: {exc}") from None
-
-
-# ------------------------------------------------------------------------------ data
-def rotate_tall_view(img: np.ndarray, rng=None) -> np.ndarray:
-    """Rotate a crop taller than twice its width by 90 degrees counter-clockwise (HxWx3 uint8)."""
-    if img.shape[0] > 2 * img.shape[1]:
-        return np.ascontiguousarray(np.rot90(img))
-    return img
-
-
-class LmdbEvalItems(Dataset):
-    """Items of one benchmark LMDB: ``{"image", "label", "key"}`` or ``{"key", "error"}``.
-
-    Label filtering and image reading are CropDataset's (``on_bad="raise"``), so an unusable
-    image becomes an error item naming its key instead of being dropped silently.
-    """
-
-    def __init__(self, path: Path, protocol: Protocol, image_size: tuple[int, int]):
-        view = rotate_tall_view if protocol.rotate_tall else None
-        self.crops = CropDataset(path, protocol.charset, labeled=True, views=(view,), image_size=image_size,
-                                 min_side=protocol.min_side, on_bad="raise")
-        self.charset = protocol.charset
-        self.skipped_labels = dict(self.crops.stats.skipped)
-
-    def __len__(self) -> int:
-        return len(self.crops)
-
-    def key(self, i: int) -> str:
-        return self.crops.describe(i).rsplit(":", 1)[-1]
-
-    def __getitem__(self, i: int) -> dict:
-        try:
-            item = self.crops[i]
-        except SemimtrError as exc:  # BadSample (undecodable / too small) or a missing image key
-            return {"key": self.key(i), "error": str(exc)}
-        return {"image": item["image"], "label": self.charset.decode(item["label"].tolist()), "key": self.key(i)}
-
-
-class FolderEvalItems(Dataset):
-    """Items of a folder set (label file + image files), same dict shape as :class:`LmdbEvalItems`."""
-
-    def __init__(self, evset: EvalSet, protocol: Protocol, image_size: tuple[int, int]):
-        self.protocol, self.image_size = protocol, image_size
-        self.items: list[tuple[str | None, str, str, str]] = []  # (file, label, key, problem)
-        self.skipped_labels: dict[str, int] = {}
-        for file, raw, key, problem in evset.records:
-            if raw is None:
-                if file is None:  # a broken line: neither label nor image
-                    self.items.append((None, "", key, problem or "unusable line"))
-                    continue
-                self.skipped_labels["no label"] = self.skipped_labels.get("no label", 0) + 1
-                continue
-            text, why = protocol.charset.normalize_with_reason(raw)
-            if text is None:
-                self.skipped_labels[f"label {why}"] = self.skipped_labels.get(f"label {why}", 0) + 1
-                continue
-            self.items.append((file, text, key, problem))
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i: int) -> dict:
-        file, label, key, problem = self.items[i]
-        if file is None:
-            return {"key": key, "error": f"{key}: {problem}"}
-        try:
-            data = Path(file).read_bytes()
-            img = as_uint8_array(decode_image(data, name=file))
-        except OSError as exc:
-            return {"key": key, "error": f"{file}: cannot be read ({exc.strerror or exc})"}
-        except SemimtrError as exc:
-            return {"key": key, "error": str(exc)}
-        h, w = img.shape[:2]
-        if h < self.protocol.min_side or w < self.protocol.min_side:
-            return {"key": key, "error": f"{file}: {w}x{h} px is smaller than {self.protocol.min_side} px"}
-        if self.protocol.rotate_tall:
-            img = rotate_tall_view(img)
-        return {"image": to_model_input(img, *self.image_size), "label": label, "key": key}
-
-
-def eval_items(evset: EvalSet, protocol: Protocol, image_size: tuple[int, int]) -> Dataset:
-    """The Dataset of one EvalSet under ``protocol``."""
-    if evset.kind == "lmdb":
-        return LmdbEvalItems(evset.path, protocol, image_size)
-    return FolderEvalItems(evset, protocol, image_size)
-
-
-def collate_eval(items: list[dict]) -> dict:
-    """Good items stacked (``image`` (N,3,H,W), ``labels``, ``keys``); bad ones in ``bad``."""
-    good = [x for x in items if "error" not in x]
-    return {
-        "image": torch.stack([x["image"] for x in good]) if good else None,
-        "labels": [x["label"] for x in good],
-        "keys": [x["key"] for x in good],
-        "bad": [(x["key"], x["error"]) for x in items if "error" in x],
-    }
 
 
 # ------------------------------------------------------------------------------ scoring
@@ -280,7 +159,9 @@ def evaluate_set(predictor, evset: EvalSet, protocol: Protocol, heads: Sequence[
                  workers: int = 0, on_progress: Callable[[int], None] | None = None) -> SetResult:
     """Score ``predictor`` on one set for each of ``heads`` (one forward pass per batch)."""
     if batch_size < 1:
-        raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
+        raise UsageError(f"must be >= 1, got {batch_size}", param="batch_size")
+    if workers < 0:
+        raise UsageError(f"must be >= 0, got {workers}", param="workers")
     start = time.perf_counter()
     items = eval_items(evset, protocol, (predictor.config.image_h, predictor.config.image_w))
     loader = DataLoader(items, batch_size=batch_size, shuffle=False, num_workers=workers,
@@ -311,7 +192,7 @@ def averages(rows: Sequence[dict], weights: str = "num_samples") -> tuple[dict, 
     Sets with no evaluated sample are left out of both (listed under ``excluded``).
     """
     if weights not in WEIGHTINGS:
-        raise UsageError(f"weights must be one of {WEIGHTINGS}, got {weights!r}")
+        raise UsageError(f"must be one of {', '.join(WEIGHTINGS)}, got {weights!r}", param="weights")
     used = [r for r in rows if r["evaluated"] > 0]
     excluded = [r["name"] for r in rows if r["evaluated"] == 0]
     w = np.array([r[weights] for r in used], dtype=np.float64)
@@ -370,14 +251,102 @@ def bad_image_rows(checkpoint: str, results: Sequence[SetResult]) -> list[dict]:
             for r in results for k, msg in r.bad_images]
 
 
+# ------------------------------------------------------------------------------ the report
+CSV_FIELDS = ("num_samples", "evaluated", "skipped", "accuracy", "one_minus_ned", "mean_confidence", "char_accuracy")
+
+
+@dataclass
+class EvalReport:
+    """What :func:`evaluate_checkpoints` found.
+
+    results: one JSON object per (checkpoint, head) (the ``--json`` layout, see result_objects).
+    errors: every wrong prediction (error_rows). bad_images: unreadable images, each (set, key)
+    once (bad_image_rows of the first checkpoint that met it). sets: the sets scored.
+    """
+
+    results: list[dict]
+    errors: list[dict]
+    bad_images: list[dict]
+    sets: list[EvalSet]
+
+    def csv_rows(self) -> list[dict]:
+        """One row per checkpoint, head and set, then its weighted average and mean."""
+        rows = []
+        for o in self.results:
+            for s in o["sets"]:
+                rows.append({"checkpoint": o["checkpoint"], "head": o["head"], "set": s["name"], "path": s["path"],
+                             **{k: s[k] for k in CSV_FIELDS}, "bad_images": s["bad_images"]})
+            for label, avg in (("weighted_average", o["weighted_average"]), ("mean", o["mean"])):
+                rows.append({"checkpoint": o["checkpoint"], "head": o["head"], "set": label, "path": "",
+                             **{k: avg[k] for k in CSV_FIELDS}})
+        return rows
+
+    def write(self, *, json_path=None, csv_path=None, errors_path=None, plot_path=None) -> list[str]:
+        """Write the requested files atomically; returns their paths."""
+        import pandas as pd
+
+        written = []
+        if json_path is not None:
+            atomic_write_json(json_path, self.results[0] if len(self.results) == 1 else self.results)
+            written.append(str(json_path))
+        if csv_path is not None:
+            with atomic_path(csv_path, suffix=".csv") as tmp:
+                pd.DataFrame(self.csv_rows()).to_csv(tmp, index=False)
+            written.append(str(csv_path))
+        if errors_path is not None:
+            cols = ["checkpoint", "head", "set", "key", "label", "prediction", "confidence", "error"]
+            bad = [dict(r, head="", label="", prediction="", confidence=None) for r in self.bad_images]
+            with atomic_path(errors_path, suffix=".csv") as tmp:
+                pd.DataFrame(self.errors + bad, columns=cols).to_csv(tmp, index=False)
+            written.append(str(errors_path))
+        if plot_path is not None:
+            plot_results(self.results, plot_path)
+            written.append(str(plot_path))
+        return written
+
+
+def evaluate_checkpoints(checkpoints: Sequence[str | Path], sets: Sequence[EvalSet], protocol: Protocol, *,
+                         head: str = "alignment", batch_size: int = 64, workers: int = 0, device: str = "auto",
+                         precision: str = "auto", on_progress: Callable[[int], None] | None = None,
+                         on_loaded: Callable[[str, object], None] | None = None) -> EvalReport:
+    """Score every checkpoint on every set for ``head`` (``all``: each head the model has).
+
+    ``on_progress(n)`` after each batch (n images); ``on_loaded(path, predictor)`` once per
+    checkpoint, before scoring (for run headers).
+    """
+    if head not in HEAD_CHOICES:
+        raise UsageError(f"must be one of {', '.join(HEAD_CHOICES)}, got {head!r}", param="head")
+    missing = [str(c) for c in checkpoints if not Path(c).is_file()]
+    if missing:
+        raise UsageError(f"checkpoint not found: {', '.join(missing)}")
+    results, errors, bad, seen = [], [], [], set()
+    for ckpt in checkpoints:
+        predictor = load_predictor(ckpt, device=device, precision=precision)
+        check_charset_fit(predictor.charset, protocol.charset, str(ckpt))
+        heads = resolve_heads(predictor, head)
+        if on_loaded:
+            on_loaded(str(ckpt), predictor)
+        start = time.perf_counter()
+        with torch.inference_mode():
+            per_set = [evaluate_set(predictor, s, protocol, heads, batch_size=batch_size, workers=workers,
+                                    on_progress=on_progress) for s in sets]
+        seconds = time.perf_counter() - start
+        results.extend(result_objects(str(ckpt), predictor, protocol, per_set, heads, precision=predictor.precision,
+                                      seconds=seconds))
+        errors.extend(error_rows(str(ckpt), per_set, heads))
+        for row in bad_image_rows(str(ckpt), per_set):
+            if (row["set"], row["key"]) not in seen:
+                seen.add((row["set"], row["key"]))
+                bad.append(row)
+    return EvalReport(results, errors, bad, list(sets))
+
+
 def plot_results(objs: Sequence[dict], path: str | Path, metric: str = "accuracy") -> Path:
     """Grouped bar chart (PNG): one group per set plus the two averages, one bar per result."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from .fsutil import atomic_path
 
     names = [s["name"] for s in objs[0]["sets"]] + ["weighted avg", "mean"]
     width = 0.8 / max(len(objs), 1)

@@ -22,8 +22,9 @@ import torch
 from torch import nn
 
 from .charset import Charset
-from .errors import SemimtrError, UsageError
-from .model.outputs import HeadOutput
+from .errors import SemimtrError
+from .model.outputs import HEADS, HeadOutput
+from .predict import BatchOutput, InferenceBackend
 
 META_PREFIX = "semimtr."
 DEFAULT_OPSET = 17
@@ -95,7 +96,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, vision_only: bool = 
         raise SemimtrError(f"{checkpoint}: a language model alone reads no images; export a full or vision checkpoint")
     model.eval()
     if kind == "full" and not vision_only:
-        wrapper, outputs, exported_kind = _FullLogits(model), ["alignment", "language", "vision"], "full"
+        wrapper, outputs, exported_kind = _FullLogits(model), list(HEADS), "full"
     else:
         wrapper, outputs, exported_kind = _VisionLogits(_vision_module(model, kind)), ["vision"], "vision"
     wrapper.eval()
@@ -171,10 +172,9 @@ def compare_with_torch(path: str | Path, wrapper: nn.Module, batch: torch.Tensor
     return {name: float(np.max(np.abs(g - r.numpy()))) for name, g, r in zip(outputs, got, ref)}
 
 
-class OnnxPredictor:
-    """An exported ONNX file behind the part of :class:`semimtr_cli.predict.Predictor` that
-    ``read`` uses: ``kind``, ``heads``, ``charset``, ``config``, ``device``, ``check_head``,
-    ``preprocess``, ``forward``, ``predict``. CPU (onnxruntime's CPU provider), fp32."""
+class OnnxPredictor(InferenceBackend):
+    """An exported ONNX file as an :class:`~semimtr_cli.predict.InferenceBackend` (what ``read``
+    uses): onnxruntime's CPU provider, fp32; the heads are the file's outputs."""
 
     def __init__(self, path: str | Path):
         from .model.config import ModelConfig
@@ -192,22 +192,10 @@ class OnnxPredictor:
         except (KeyError, ValueError, TypeError) as exc:
             raise SemimtrError(f"{self.path}: not an ONNX file written by `semimtr export` (metadata {exc} missing)") from None
         self.device = torch.device("cpu")
-        self.precision = "fp32"
+        self.precision, self.precision_reason = "fp32", "onnx backend"
 
-    def check_head(self, head: str) -> None:
-        if head not in self.heads:
-            raise UsageError(f"{self.path.name} has no {head} output (available: {', '.join(self.heads)})")
-
-    def preprocess(self, images: Sequence) -> torch.Tensor:
-        from .data.image import to_model_input
-
-        h, w = self.config.image_h, self.config.image_w
-        items = [img if torch.is_tensor(img) else to_model_input(img, h, w) for img in images]
-        return torch.stack(items) if items else torch.empty(0, 3, h, w)
-
-    def forward(self, batch: torch.Tensor):
+    def forward(self, batch: torch.Tensor) -> BatchOutput:
         from .model.vision import predicted_lengths
-        from .predict import BatchOutput
 
         arrays = self.session.run(list(self.heads), {"images": batch.detach().cpu().float().numpy()})
         heads = {}
@@ -216,10 +204,3 @@ class OnnxPredictor:
             heads[name] = HeadOutput(logits=logits, lengths=predicted_lengths(logits),
                                      feature=torch.zeros(logits.shape[0], logits.shape[1], 0))
         return BatchOutput(heads)
-
-    def predict(self, images: Sequence, *, head: str = "alignment", confidence: str = "product"):
-        from .predict import decode_logits
-
-        self.check_head(head)
-        out = self.forward(self.preprocess(images))
-        return decode_logits(out.heads[head].logits, self.charset, confidence), out

@@ -22,9 +22,8 @@ from typing import Literal, Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
-from .model.outputs import HeadOutput, RecognizerOutput
+from .model.outputs import HEADS, HeadOutput, RecognizerOutput
 
-HEADS = ("alignment", "language", "vision")
 """Head names in the official output order (alignment, language, vision)."""
 
 DEFAULT_WEIGHTS: Mapping[str, float] = {"alignment": 1.0, "language": 1.0, "vision": 1.0}

@@ -1,8 +1,13 @@
 """Images -> text with a checkpoint: the reusable core of ``semimtr read`` (and eval/pseudo-labels).
 
 * :func:`decode_logits` turns logits into text, confidence and per-character probabilities.
-* :class:`Predictor` loads a checkpoint once and runs batches in eval mode, fp32 or bf16.
-* :func:`read_paths` is what ``semimtr read`` calls: files/folders -> ordered predictions.
+* :class:`InferenceBackend`: what every backend offers (``kind``, ``heads``, ``charset``,
+  ``config``, ``device``, ``precision``; ``preprocess``, ``forward``, ``predict``); the PyTorch
+  :class:`Predictor` here and ``export.OnnxPredictor`` implement its ``forward``.
+* :func:`load_predictor` opens a checkpoint after checking its charset against its classifier;
+  :func:`open_backend` picks PyTorch or ONNX.
+* :func:`read_paths` is what ``semimtr read`` calls: files/folders -> ordered predictions, and
+  :class:`ReadResult` writes them as JSON, CSV or an ``.npz`` of logits.
 
 Confidence of a prediction: the per-slot maximum softmax probability, taken over the predicted
 characters and the stop slot (the first null; absent when no slot predicts null), combined by
@@ -11,6 +16,7 @@ product (default; the probability of the greedy string) or mean.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import math
 from dataclasses import dataclass, field
@@ -22,15 +28,16 @@ import torch
 
 from .charset import NULL_ID, Charset
 from .data.files import list_images
-from .data.image import decode_image, to_model_input
-from .errors import SemimtrError, UsageError
-from .model.checkpoint import model_from_checkpoint
-from .model.outputs import HeadOutput
-from .runtime import Precision, choose_precision, pick_device
+from .data.image import decode_image, rotate_tall as _rotate_tall, to_model_input
+from .errors import SemimtrError, UsageError, option
+from .fsutil import atomic_path
+from .model.checkpoint import load_checkpoint, model_from_checkpoint
+from .model.config import ModelConfig
+from .model.outputs import HEADS, HeadOutput
+from .runtime import Precision, check_precision, choose_precision, pick_device
 
-HEADS = ("alignment", "language", "vision")
 CONFIDENCE_MODES = ("product", "mean")
-PRECISIONS = ("auto", "fp32", "bf16", "int8")
+BACKENDS = ("torch", "onnx")
 
 
 @dataclass
@@ -53,7 +60,7 @@ class Decoded:
 def decode_logits(logits: torch.Tensor, charset: Charset, confidence: str = "product") -> list[Decoded]:
     """(N, T, C) logits -> N greedy predictions (argmax per slot, cut at the first null)."""
     if confidence not in CONFIDENCE_MODES:
-        raise UsageError(f"confidence must be one of {CONFIDENCE_MODES}, got {confidence!r}")
+        raise UsageError(f"must be one of {', '.join(CONFIDENCE_MODES)}, got {confidence!r}", param="confidence")
     probs = torch.softmax(logits.detach().float().cpu(), dim=-1)
     max_p, ids = probs.max(dim=-1)
     out = []
@@ -70,14 +77,6 @@ def decode_logits(logits: torch.Tensor, charset: Charset, confidence: str = "pro
         out.append(Decoded(text=charset.decode(row_ids[:n_chars]), confidence=float(conf), char_probs=chars,
                            stop_prob=stop_p, length=n_chars + (0 if stop is None else 1)))
     return out
-
-
-def resolve_device(name: str) -> torch.device:
-    """``cpu``, ``cuda`` (error if unavailable), ``cuda:<i>``, ``mps`` or ``auto`` (see runtime.pick_device)."""
-    try:
-        return pick_device(name)
-    except SemimtrError as exc:
-        raise UsageError(f"--device: {exc}") from None
 
 
 def quantize_linear_int8(model: torch.nn.Module) -> torch.nn.Module:
@@ -99,15 +98,62 @@ class BatchOutput:
     heads: dict[str, HeadOutput]
 
 
-class Predictor:
-    """A checkpoint loaded once for inference.
+class InferenceBackend(abc.ABC):
+    """A model ready for inference; subclasses set the attributes and implement :meth:`forward`.
+
+    Attributes: ``kind`` (full / vision / seqclr), ``heads`` (the outputs it has, a subset of
+    HEADS), ``charset``, ``config`` (ModelConfig: input size), ``device``, ``precision`` and
+    ``precision_reason`` (what runs and why).
+    """
+
+    kind: str
+    heads: tuple[str, ...]
+    charset: Charset
+    config: ModelConfig
+    device: torch.device
+    precision: str
+    precision_reason: str
+
+    @abc.abstractmethod
+    def forward(self, batch: torch.Tensor) -> "BatchOutput":
+        """Outputs of a preprocessed batch (N, 3, image_h, image_w) for every head in ``heads``."""
+
+    def describe_precision(self) -> str:
+        """``bf16 (auto: ...)`` style text for run headers."""
+        return self.precision if self.precision_reason == "as requested" else f"{self.precision} (auto: {self.precision_reason})"
+
+    def check_head(self, head: str) -> None:
+        if head not in HEADS:
+            raise UsageError(f"must be one of {', '.join(HEADS)}, got {head!r}", param="head")
+        if head not in self.heads:
+            raise UsageError(f"a {self.kind} model has no {head} head (available: {', '.join(self.heads)})", param="head")
+
+    def preprocess(self, images: Sequence) -> torch.Tensor:
+        """PIL images / HxWx3 uint8 arrays -> (N, 3, image_h, image_w) normalised batch.
+
+        Tensors of shape (3, image_h, image_w) are taken as already preprocessed.
+        """
+        h, w = self.config.image_h, self.config.image_w
+        items = [img if torch.is_tensor(img) else to_model_input(img, h, w) for img in images]
+        return torch.stack(items) if items else torch.empty(0, 3, h, w)
+
+    def predict(self, images: Sequence, *, head: str = "alignment", confidence: str = "product") -> tuple[list[Decoded], "BatchOutput"]:
+        """Decode one batch of images with ``head``; also returns the raw outputs."""
+        self.check_head(head)
+        out = self.forward(self.preprocess(images))
+        return decode_logits(out.heads[head].logits, self.charset, confidence), out
+
+
+class Predictor(InferenceBackend):
+    """A PyTorch checkpoint loaded once for inference.
 
     Args:
         checkpoint: path of a semimtr checkpoint or the loaded dict (kind full, vision or seqclr).
-        device: ``cpu``, ``cuda``, ``mps`` or ``auto``.
-        precision: ``auto`` (bf16 where the machine runs it natively and fast, kept only if the
-            first batch decodes to the same words as fp32; see :mod:`.runtime`), ``fp32``,
-            ``bf16`` (bfloat16 autocast), ``int8`` (dynamic int8 Linear layers, CPU only).
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (see runtime.pick_device).
+        precision: one of runtime.PRECISIONS: ``auto`` (bf16 where the machine runs it natively
+            and fast, kept only if the first batch decodes to the same words as fp32; see
+            :mod:`.runtime`), ``fp32``, ``bf16`` (bfloat16 autocast), ``fp16`` (CUDA autocast),
+            ``int8`` (dynamic int8 Linear layers, CPU only).
         channels_last: run convolutions in channels-last memory layout (None = on for CPU,
             where it measured faster with unchanged outputs).
 
@@ -120,19 +166,15 @@ class Predictor:
         self.kind = ckpt["kind"]
         if self.kind == "language":
             raise SemimtrError("this checkpoint holds a language model alone, which cannot read images")
-        self.device = resolve_device(device)
-        if precision not in PRECISIONS:
-            raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        self.device = pick_device(device)
+        check_precision(precision)
         if precision == "int8":
             if self.device.type != "cpu":
-                raise UsageError("--precision int8 runs on the CPU only; use bf16 on GPU")
+                raise UsageError("int8 runs on the CPU only; use bf16 or fp16 on a GPU", param="precision")
             self._autocast: Precision = choose_precision("fp32", self.device)
             self.precision, self.precision_reason = "int8", "as requested"
         else:
-            try:
-                self._autocast = choose_precision(precision, self.device)
-            except SemimtrError as exc:
-                raise UsageError(f"--precision: {exc}") from None
+            self._autocast = choose_precision(precision, self.device)
             self.precision, self.precision_reason = self._autocast.name, self._autocast.reason
         # auto + reduced precision: compare with fp32 on the first batch before trusting it
         self._check_agreement = precision == "auto" and self._autocast.dtype is not None
@@ -148,25 +190,6 @@ class Predictor:
         self.config = model.config
         self.checkpoint = ckpt
         self.heads: tuple[str, ...] = HEADS if self.kind == "full" else ("vision",)
-
-    def describe_precision(self) -> str:
-        """``bf16 (auto: ...)`` style text for run headers."""
-        return self.precision if self.precision_reason == "as requested" else f"{self.precision} (auto: {self.precision_reason})"
-
-    def check_head(self, head: str) -> None:
-        if head not in HEADS:
-            raise UsageError(f"--head must be one of {HEADS}, got {head!r}")
-        if head not in self.heads:
-            raise UsageError(f"a {self.kind} checkpoint has no {head} head (available: {', '.join(self.heads)})")
-
-    def preprocess(self, images: Sequence) -> torch.Tensor:
-        """PIL images / HxWx3 uint8 arrays -> (N, 3, image_h, image_w) normalised batch.
-
-        Tensors of shape (3, image_h, image_w) are taken as already preprocessed.
-        """
-        h, w = self.config.image_h, self.config.image_w
-        items = [img if torch.is_tensor(img) else to_model_input(img, h, w) for img in images]
-        return torch.stack(items) if items else torch.empty(0, 3, h, w)
 
     def _run(self, x: torch.Tensor, autocast) -> BatchOutput:
         with autocast:
@@ -199,11 +222,46 @@ class Predictor:
             self.precision_reason += f"; first batch: all {total} words equal to fp32"
         return out
 
-    def predict(self, images: Sequence, *, head: str = "alignment", confidence: str = "product") -> tuple[list[Decoded], BatchOutput]:
-        """Decode one batch of images with ``head``; also returns the raw outputs."""
-        self.check_head(head)
-        out = self.forward(self.preprocess(images))
-        return decode_logits(out.heads[head].logits, self.charset, confidence), out
+
+def load_predictor(checkpoint: str | Path, *, device: str = "auto", precision: str = "auto") -> Predictor:
+    """A Predictor for ``checkpoint`` after checking that its charset fits its classifier.
+
+    Raises:
+        SemimtrError: unreadable checkpoint, or a stored charset whose class count differs from
+            the classifier's (a checkpoint/charset mismatch), named with the file.
+    """
+    ckpt = load_checkpoint(checkpoint)
+    try:
+        charset = Charset.from_dict(ckpt["charset"])
+    except (TypeError, KeyError, SemimtrError) as exc:
+        raise SemimtrError(f"{checkpoint}: malformed charset entry ({exc})") from None
+    for key, tensor in ckpt["state_dict"].items():
+        if key.endswith("cls.weight") and torch.is_tensor(tensor) and tensor.shape[0] != charset.num_classes:
+            raise SemimtrError(
+                f"{checkpoint}: checkpoint/charset mismatch: classifier {key} has {tensor.shape[0]} classes but the "
+                f"stored charset '{charset.name}' has {charset.num_classes} ({len(charset.symbols)} symbols + null)"
+            )
+    try:
+        return Predictor(ckpt, device=device, precision=precision)
+    except UsageError:
+        raise
+    except SemimtrError as exc:
+        raise SemimtrError(f"{checkpoint}: {exc}") from None
+
+
+def open_backend(path: str | Path, *, backend: str = "torch", device: str = "auto", precision: str = "auto") -> InferenceBackend:
+    """``torch``: :func:`load_predictor`; ``onnx``: an ``export.OnnxPredictor`` (CPU, fp32 only)."""
+    if backend not in BACKENDS:
+        raise UsageError(f"must be one of {', '.join(BACKENDS)}, got {backend!r}", param="backend")
+    if backend == "torch":
+        return load_predictor(path, device=device, precision=precision)
+    from .export import OnnxPredictor
+
+    check_precision(precision)
+    if precision not in ("auto", "fp32") or device not in ("auto", "cpu"):
+        raise UsageError(f"the onnx backend runs fp32 on the CPU; drop {option('precision')} / {option('device')}",
+                         param="backend")
+    return OnnxPredictor(path)
 
 
 def _to_cpu_float(h: HeadOutput) -> HeadOutput:
@@ -217,29 +275,30 @@ def _to_cpu_float(h: HeadOutput) -> HeadOutput:
 
 # ---------------------------------------------------------------------------------- files
 def gather_image_paths(inputs: Iterable[str | Path]) -> list[Path]:
-    """Files and folders (searched recursively, sorted) -> image paths, in the order given."""
+    """Files and folders (searched recursively, sorted) -> image paths, in the order given.
+
+    Raises SemimtrError for a missing path, UsageError when no image is found at all.
+    """
+    inputs = list(inputs)
     paths: list[Path] = []
     for item in inputs:
         p = Path(item)
         if not p.exists():
             raise SemimtrError(f"path not found: {p}")
         paths.extend([p] if p.is_file() else list_images(p))
+    if not paths:
+        raise UsageError(f"no image files found in {', '.join(map(str, inputs))}")
     return paths
 
 
 def load_image(path: Path, *, rotate_tall: bool = False):
-    """Decode ``path`` to RGB; with ``rotate_tall`` a crop taller than twice its width is
-    rotated 90 degrees counter-clockwise (top-to-bottom vertical text becomes left-to-right)."""
+    """Decode ``path`` to an RGB PIL image; with ``rotate_tall``, :func:`.data.image.rotate_tall` it."""
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise SemimtrError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     img = decode_image(data, name=str(path))
-    if rotate_tall and img.height > 2 * img.width:
-        from PIL import Image
-
-        img = img.transpose(Image.Transpose.ROTATE_90)
-    return img
+    return _rotate_tall(img) if rotate_tall else img
 
 
 @dataclass
@@ -255,8 +314,27 @@ class ReadResult:
     failed: list[tuple[str, str]] = field(default_factory=list)
     logits: dict[str, np.ndarray] | None = None
 
+    def to_json(self, **header) -> dict:
+        """``header`` (checkpoint, head, precision, ...) + ``predictions`` + ``failed``."""
+        return {**header, "predictions": self.rows, "failed": [{"path": p, "error": m} for p, m in self.failed]}
 
-def read_paths(predictor: Predictor, paths: Sequence[Path], *, head: str = "alignment", batch_size: int = 32,
+    def write_csv(self, path: str | Path) -> None:
+        """path,text,confidence,length per prediction, atomically."""
+        import pandas as pd
+
+        with atomic_path(path, suffix=".csv") as tmp:
+            pd.DataFrame(self.rows, columns=["path", "text", "confidence", "length"]).to_csv(tmp, index=False)
+
+    def write_logits(self, path: str | Path) -> None:
+        """An ``.npz``: one (N, slots, classes) float32 array per head, plus ``paths``."""
+        if self.logits is None:
+            raise SemimtrError("these predictions were made without keep_logits")
+        arrays = dict(self.logits, paths=np.array([r["path"] for r in self.rows], dtype=str))
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+
+
+def read_paths(predictor: InferenceBackend, paths: Sequence[Path], *, head: str = "alignment", batch_size: int = 32,
                confidence: str = "product", rotate_tall: bool = False, keep_logits: bool = False,
                skip_bad: bool = False, on_progress: Callable[[int], None] | None = None) -> ReadResult:
     """Recognise every image in ``paths`` (batched, input order kept).
@@ -267,7 +345,9 @@ def read_paths(predictor: Predictor, paths: Sequence[Path], *, head: str = "alig
     """
     predictor.check_head(head)
     if batch_size < 1:
-        raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
+        raise UsageError(f"must be >= 1, got {batch_size}", param="batch_size")
+    if confidence not in CONFIDENCE_MODES:
+        raise UsageError(f"must be one of {', '.join(CONFIDENCE_MODES)}, got {confidence!r}", param="confidence")
     rows: list[dict] = []
     failed: list[tuple[str, str]] = []
     logits: dict[str, list[np.ndarray]] = {h: [] for h in predictor.heads}

@@ -30,9 +30,12 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import SemimtrError
+from .errors import UsageError
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+#: Every ``--precision`` value. ``int8`` (dynamic int8 Linear layers) is for inference on the CPU only.
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
+TRAINING_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+DEVICE_CHOICES = "auto, cpu, cuda, cuda:N or mps"
 BF16_MIN_SPEEDUP = 1.15
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
@@ -41,7 +44,7 @@ BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
     """``auto`` -> cuda:<local_rank> if available, else mps, else cpu; or the named device.
 
-    Raises SemimtrError for an unknown name or a device this machine does not have.
+    Raises UsageError (about ``device``) for an unknown name or a device this machine does not have.
     """
     if name == "auto":
         if torch.cuda.is_available():
@@ -52,16 +55,16 @@ def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise SemimtrError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
+        raise UsageError(f"unknown device {name!r}; use {DEVICE_CHOICES}", param="device") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise SemimtrError(f"device {name} requested but CUDA is not available")
+            raise UsageError(f"{name} requested but CUDA is not available", param="device")
         if device.index is None:
             device = torch.device("cuda", local_rank)
     elif device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise SemimtrError("device mps requested but this machine has no MPS backend")
+        raise UsageError("mps requested but this machine has no MPS backend", param="device")
     elif device.type not in ("cpu", "cuda", "mps"):
-        raise SemimtrError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps")
+        raise UsageError(f"unknown device {name!r}; use {DEVICE_CHOICES}", param="device")
     return device
 
 
@@ -172,17 +175,26 @@ class Precision:
         return {"name": self.name, "requested": self.requested, "reason": self.reason}
 
 
+def check_precision(name: str, *, training: bool = False) -> None:
+    """Raise a UsageError (about ``precision``) unless ``name`` is a value of :data:`PRECISIONS`
+    (of :data:`TRAINING_PRECISIONS` when ``training``)."""
+    if name not in PRECISIONS:
+        raise UsageError(f"must be one of {', '.join(PRECISIONS)}, got {name!r}", param="precision")
+    if training and name not in TRAINING_PRECISIONS:
+        raise UsageError(f"{name} is for inference (read, eval, pseudo-labels); training takes "
+                         f"{', '.join(TRAINING_PRECISIONS)}", param="precision")
+
+
 def choose_precision(requested: str, device: torch.device) -> Precision:
     """Resolve ``requested`` (one of :data:`PRECISIONS`) on ``device``; see the module docstring.
 
-    Raises SemimtrError for an unknown name or fp16 off CUDA.
+    Raises UsageError for an unknown name, int8 (not an autocast precision) or fp16 off CUDA.
     """
-    if requested not in PRECISIONS:
-        raise SemimtrError(f"precision must be one of {', '.join(PRECISIONS)}, got {requested!r}")
+    check_precision(requested, training=True)
     kind = device.type
     if requested != "auto":
         if requested == "fp16" and kind != "cuda":
-            raise SemimtrError("precision fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
+            raise UsageError("fp16 needs a CUDA device; use bf16 or fp32 on the CPU", param="precision")
         return Precision(requested, requested, "as requested", kind)
     if kind == "cuda":
         if torch.cuda.is_bf16_supported():

@@ -21,7 +21,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from .errors import SemimtrError
+from .errors import SemimtrError, as_flag
 
 console = Console()
 err_console = Console(stderr=True)
@@ -57,7 +57,7 @@ def guarded(fn: F) -> F:
         except SemimtrError as exc:
             if is_verbose():
                 raise
-            fail(str(exc), exc.exit_code)
+            fail(exc.render(as_flag), exc.exit_code)
         except KeyboardInterrupt:
             fail("interrupted", 130)
         except OSError as exc:

@@ -19,8 +19,8 @@ from semimtr_cli.cli import app
 from semimtr_cli.data.benchmarks import resolve_sets
 from semimtr_cli.data.image import IMAGENET_MEAN, IMAGENET_STD
 from semimtr_cli.data.lmdb_io import write_lmdb
-from semimtr_cli.evaluate import (Protocol, averages, evaluate_set, normalize_prediction, result_objects,
-                                  rotate_tall_view)
+from semimtr_cli.data.image import rotate_tall
+from semimtr_cli.evaluate import Protocol, averages, evaluate_set, normalize_prediction, result_objects
 from semimtr_cli.model.checkpoint import save_checkpoint
 from semimtr_cli.model.config import ModelConfig
 from semimtr_cli.model.factory import build_model
@@ -115,10 +115,13 @@ def test_prediction_normalisation_and_rotation():
     assert normalize_prediction("Hello", Charset.preset("62")) == "Hello"
     tall = np.zeros((50, 10, 3), np.uint8)
     tall[0, 0] = 255  # top-left corner ends bottom-left after a counter-clockwise turn
-    rotated = rotate_tall_view(tall)
+    rotated = rotate_tall(tall)
     assert rotated.shape == (10, 50, 3) and rotated[9, 0, 0] == 255
     wide = np.zeros((10, 50, 3), np.uint8)
-    assert rotate_tall_view(wide) is wide
+    assert rotate_tall(wide) is wide
+    from PIL import Image  # read (PIL images) and eval (arrays) turn a crop the same way
+
+    assert np.array_equal(np.asarray(rotate_tall(Image.fromarray(tall))), rotated)
 
 
 # ------------------------------------------------------------------ the CLI on real checkpoints

@@ -78,7 +78,7 @@ def test_vision_only_export_and_read_backend_onnx(ckpts, tmp_path):
     assert [p["text"] for p in outs["onnx"]] == [p["text"] for p in outs["torch"]]
     assert np.allclose([p["confidence"] for p in outs["onnx"]], [p["confidence"] for p in outs["torch"]], atol=1e-4)
     res = CliRunner().invoke(app, ["read", str(dst), str(imgs), "--backend", "onnx", "--head", "alignment"])
-    assert res.exit_code == 2 and "no alignment output" in res.output
+    assert res.exit_code == 2 and "no alignment head" in res.output
 
 
 def test_export_errors(ckpts, tmp_path):

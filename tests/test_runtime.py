@@ -1,5 +1,7 @@
 """runtime: device names, `precision: auto` per machine, and the predictor's fp32 agreement check."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -37,8 +39,10 @@ def test_explicit_precisions_and_errors():
     assert p.dtype == torch.bfloat16 and p.reason == "as requested" and not p.needs_scaler
     with pytest.raises(SemimtrError, match="CUDA"):
         runtime.choose_precision("fp16", cpu)
-    with pytest.raises(SemimtrError, match="precision must be one of"):
+    with pytest.raises(SemimtrError, match="precision: must be one of"):
         runtime.choose_precision("fp8", cpu)
+    with pytest.raises(SemimtrError, match="int8 is for inference"):
+        runtime.choose_precision("int8", cpu)
 
 
 @pytest.mark.parametrize("flags, speedup, expected, why", [
@@ -113,3 +117,37 @@ def test_bad_precision_is_one_usage_error_on_every_inference_command(tmp_path):
                  ["pseudo-labels", str(ckpt), "--unlabeled", str(tmp_path / "imgs"), "--out", str(tmp_path / "p")]):
         res = CliRunner().invoke(app, args + ["--precision", "fp8"])
         assert res.exit_code != 0 and "fp8" in res.output, (args[0], res.output)
+
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+
+
+def test_device_and_precision_mean_the_same_on_inference_and_training_commands(tmp_path):
+    """One vocabulary: the same values pass the same checks, with the same one-line errors."""
+    from typer.testing import CliRunner
+
+    from semimtr_cli.cli import app
+
+    cs = Charset.preset("36")
+    ckpt = save_checkpoint(tmp_path / "v.pt", build_model("vision", ModelConfig.preset("tiny"), cs), cs)
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "imgs" / "a.png").write_bytes(word_png("hello"))
+    (tmp_path / "imgs" / "labels.tsv").write_text("a.png\thello\n", encoding="utf-8")
+    commands = {
+        "read": ["read", str(ckpt), str(tmp_path / "imgs")],
+        "eval": ["eval", str(ckpt), "--bench", str(tmp_path / "imgs")],
+        "train": ["pretrain-vision", "--recipe", str(RECIPES / "cpu-tiny" / "pretrain_vision.yaml"), "--out", str(tmp_path / "r"),
+                  "--max-steps", "1"],
+    }
+    cases = [
+        (["--device", "tpu"], "--device: unknown device 'tpu'"),
+        (["--precision", "fp16", "--device", "cpu"], "--precision: fp16 needs a CUDA device"),
+    ]
+    if not torch.backends.mps.is_available():
+        cases.append((["--device", "mps"], "--device: mps requested but this machine has no MPS backend"))
+    for extra, message in cases:
+        for name, args in commands.items():
+            res = CliRunner().invoke(app, args + extra)
+            assert res.exit_code == 2 and message in res.output, (name, extra, res.output)
+    res = CliRunner().invoke(app, commands["train"] + ["--precision", "int8"])
+    assert res.exit_code == 2 and "--precision: int8 is for inference" in res.output, res.output

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
 from .. import ui
-from ..errors import UsageError
+from .options import DeviceOpt, InferenceWorkersOpt, PrecisionOpt, ThreadsOpt, json_option, set_threads, write_json
+
+JsonOpt = json_option("the results (a list with several checkpoints/heads)")
 
 
 def command(
@@ -28,14 +29,15 @@ def command(
         None, "--charset", help="Protocol charset: preset 36 (default: lower-case a-z0-9, max 25), 62, 94 or a file."),
     weights: str = typer.Option("num_samples", "--weights",
                                 help="Weighted average by num_samples (LMDB size incl. skipped; official) or evaluated."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results (a list with several checkpoints/heads)."),
+    json_out: JsonOpt = None,
     csv_out: Optional[Path] = typer.Option(None, "--csv", help="Write one row per checkpoint, head and set (plus averages)."),
     errors_out: Optional[Path] = typer.Option(None, "--errors", help="CSV of every wrong prediction and unreadable image."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Bar chart PNG of word accuracy per set."),
     batch_size: int = typer.Option(64, "--batch-size", "-b", help="Images per forward pass."),
-    workers: int = typer.Option(0, "--workers", help="DataLoader worker processes (0 = decode in this process)."),
-    precision: str = typer.Option("auto", "--precision", help="auto (bf16 where fast here and it keeps the fp32 words of the first batch), fp32 or bf16."),
-    device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
+    workers: InferenceWorkersOpt = 0,
+    threads: ThreadsOpt = None,
+    precision: PrecisionOpt = None,
+    device: DeviceOpt = None,
     rotate_tall: bool = typer.Option(
         False, "--rotate-tall",
         help="Rotate crops taller than twice their width by 90 degrees counter-clockwise (vertical text). "
@@ -50,27 +52,11 @@ def command(
     weighted by each set's LMDB num-samples including skipped samples (the official code's and
     the paper's "Avg"); "mean" is the plain mean over sets.
     """
-    import pandas as pd
-    import torch
-
     from ..charset import Charset
     from ..data.benchmarks import resolve_protocol, resolve_sets
-    from ..evaluate import (HEAD_CHOICES, WEIGHTINGS, Protocol, bad_image_rows, check_charset_fit,
-                            error_rows, evaluate_set, load_predictor, plot_results, resolve_heads, result_objects)
-    from ..fsutil import atomic_path, atomic_write_json
+    from ..evaluate import Protocol, evaluate_checkpoints
 
-    if head not in HEAD_CHOICES:
-        raise UsageError(f"--head must be one of {', '.join(HEAD_CHOICES)}, got {head!r}")
-    if weights not in WEIGHTINGS:
-        raise UsageError(f"--weights must be one of {', '.join(WEIGHTINGS)}, got {weights!r}")
-    if batch_size < 1:
-        raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
-    if workers < 0:
-        raise UsageError(f"--workers must be >= 0, got {workers}")
-    for ckpt in checkpoints:
-        if not ckpt.is_file():
-            raise UsageError(f"checkpoint not found: {ckpt}")
-
+    set_threads(threads)
     proto_name = resolve_protocol(protocol)
     sets, subsets = resolve_sets(bench, data, proto_name)
     proto = Protocol(name=proto_name, charset=Charset.from_spec(charset), rotate_tall=rotate_tall, weights=weights,
@@ -79,73 +65,30 @@ def command(
     ui.err_console.print("[dim]sets: " + ", ".join(f"{s.name} ({s.num_samples}) {s.path}" for s in sets) + "[/]",
                          highlight=False)
 
-    all_objs, all_errors, all_bad = [], [], []
-    total = sum(s.num_samples for s in sets)
-    for ckpt in checkpoints:
-        predictor = load_predictor(ckpt, device=device, precision=precision)
-        check_charset_fit(predictor.charset, proto.charset, str(ckpt))
-        heads = resolve_heads(predictor, head)
-        ui.err_console.print(f"[dim]{ckpt}: {predictor.kind} model, heads {', '.join(heads)}, precision {precision} on "
-                             f"{predictor.device}[/]", highlight=False)
-        start = time.perf_counter()
-        results = []
-        with torch.inference_mode(), ui.progress(f"eval {ckpt.name}", total=total, transient=True) as advance:
-            for s in sets:
-                results.append(evaluate_set(predictor, s, proto, heads, batch_size=batch_size, workers=workers,
-                                            on_progress=advance))
-        seconds = time.perf_counter() - start
-        ui.err_console.print(f"[dim]{ckpt.name}: precision {predictor.describe_precision()}[/]", highlight=False)
-        all_objs.extend(result_objects(str(ckpt), predictor, proto, results, heads, precision=predictor.precision, seconds=seconds))
-        all_errors.extend(error_rows(str(ckpt), results, heads))
-        all_bad.extend(bad_image_rows(str(ckpt), results))
-        del predictor
+    def loaded(path: str, predictor) -> None:
+        ui.err_console.print(f"[dim]{path}: {predictor.kind} model, heads {', '.join(predictor.heads)}, precision "
+                             f"{predictor.describe_precision()} on {predictor.device}[/]", highlight=False)
 
-    _print_table(all_objs)
-    seen_bad = set()
-    for row in all_bad:
-        if (row["set"], row["key"]) in seen_bad:
-            continue
-        seen_bad.add((row["set"], row["key"]))
+    total = len(checkpoints) * sum(s.num_samples for s in sets)
+    with ui.progress("eval", total=total, transient=True) as advance:
+        report = evaluate_checkpoints(checkpoints, sets, proto, head=head, batch_size=batch_size, workers=workers,
+                                      device=device or "auto", precision=precision or "auto", on_progress=advance,
+                                      on_loaded=loaded)
+    _print_table(report.results, ui.err_console if json_out == "-" else ui.console)
+    for row in report.bad_images:
         ui.err_console.print(f"[yellow]unreadable[/] {row['set']} {row['key']}: {row['error']}", highlight=False)
-
-    written = []
+    written = report.write(csv_path=csv_out, errors_path=errors_out, plot_path=plot)
     if json_out is not None:
-        atomic_write_json(json_out, all_objs[0] if len(all_objs) == 1 else all_objs)
-        written.append(str(json_out))
-    if csv_out is not None:
-        rows = []
-        for o in all_objs:
-            for s in o["sets"]:
-                rows.append({"checkpoint": o["checkpoint"], "head": o["head"], "set": s["name"], "path": s["path"],
-                             **{k: s[k] for k in ("num_samples", "evaluated", "skipped", "accuracy", "one_minus_ned",
-                                                  "mean_confidence", "char_accuracy", "bad_images")}})
-            for label, avg in (("weighted_average", o["weighted_average"]), ("mean", o["mean"])):
-                rows.append({"checkpoint": o["checkpoint"], "head": o["head"], "set": label, "path": "",
-                             **{k: avg[k] for k in ("num_samples", "evaluated", "skipped", "accuracy", "one_minus_ned",
-                                                    "mean_confidence", "char_accuracy")}})
-        with atomic_path(csv_out, suffix=".csv") as tmp:
-            pd.DataFrame(rows).to_csv(tmp, index=False)
-        written.append(str(csv_out))
-    if errors_out is not None:
-        cols = ["checkpoint", "head", "set", "key", "label", "prediction", "confidence", "error"]
-        frame = pd.DataFrame(all_errors + [dict(r, head="", label="", prediction="", confidence=None) for r in all_bad],
-                             columns=cols)
-        with atomic_path(errors_out, suffix=".csv") as tmp:
-            frame.to_csv(tmp, index=False)
-        written.append(str(errors_out))
-    if plot is not None:
-        plot_results(all_objs, plot)
-        written.append(str(plot))
-    n_err = len(all_errors)
+        written.insert(0, write_json(json_out, report.results[0] if len(report.results) == 1 else report.results))
     ui.err_console.print(
-        f"{len(all_objs)} result(s) on {len(sets)} set(s); {n_err} wrong prediction(s)"
-        + (f", {len(seen_bad)} unreadable image(s)" if seen_bad else "")
+        f"{len(report.results)} result(s) on {len(sets)} set(s); {len(report.errors)} wrong prediction(s)"
+        + (f", {len(report.bad_images)} unreadable image(s)" if report.bad_images else "")
         + (f"; wrote {', '.join(written)}" if written else ""),
         highlight=False,
     )
 
 
-def _print_table(objs: list[dict]) -> None:
+def _print_table(objs: list[dict], console) -> None:
     from rich.table import Table
 
     names = [s["name"] for s in objs[0]["sets"]]
@@ -161,7 +104,7 @@ def _print_table(objs: list[dict]) -> None:
         table.add_row(Path(o["checkpoint"]).name, o["head"],
                       *[f"{by[n]['accuracy']:.2f}" if n in by else "-" for n in names],
                       f"{o['weighted_average']['accuracy']:.2f}", f"{o['mean']['accuracy']:.2f}")
-    ui.console.print(table)
+    console.print(table)
     detail = Table(show_header=True, header_style="bold", title=f"per set ({Path(objs[0]['checkpoint']).name}, {objs[0]['head']})")
     for col in ("set", "samples", "evaluated", "skipped", "unreadable", "accuracy", "1-NED", "char acc", "mean conf"):
         detail.add_column(col, justify="left" if col == "set" else "right")
@@ -169,4 +112,4 @@ def _print_table(objs: list[dict]) -> None:
         detail.add_row(s["name"], str(s["num_samples"]), str(s["evaluated"]), str(s["skipped"]), str(s["bad_images"]),
                        f"{s['accuracy']:.2f}", f"{s['one_minus_ned']:.2f}", f"{s['char_accuracy']:.2f}",
                        f"{s['mean_confidence']:.2f}")
-    ui.console.print(detail)
+    console.print(detail)

@@ -8,7 +8,8 @@ from typing import Optional
 import typer
 
 from .train_common import (
-    DeviceOpt, JsonOpt, MaxStepsOpt, OutOpt, PrecisionOpt, RecipeOpt, ResumeOpt, SeedOpt, SetOpt, run_stage,
+    DeviceOpt, JsonOpt, MaxStepsOpt, OutOpt, PrecisionOpt, RecipeOpt, ResumeOpt, SeedOpt, SetOpt, ThreadsOpt,
+    WorkersOpt, run_stage,
 )
 
 
@@ -21,6 +22,8 @@ def command(
     resume: ResumeOpt = None,
     device: DeviceOpt = None,
     precision: PrecisionOpt = None,
+    workers: WorkersOpt = None,
+    threads: ThreadsOpt = None,
     init_vision: Optional[Path] = typer.Option(None, "--init-vision", help="Vision weights: a vision, seqclr or full checkpoint."),
     init_language: Optional[Path] = typer.Option(None, "--init-language", help="Language weights: a language or full checkpoint."),
     init_full: Optional[Path] = typer.Option(None, "--init-full", help="All weights from a full checkpoint."),
@@ -37,4 +40,4 @@ def command(
         if value is not None:
             extra.append(f"init.{key}={value}")
     run_stage("finetune", recipe, out, set_, max_steps=max_steps, seed=seed, resume=resume, device=device,
-              precision=precision, extra_overrides=extra, json_out=json_out)
+              precision=precision, workers=workers, threads=threads, extra_overrides=extra, json_out=json_out)

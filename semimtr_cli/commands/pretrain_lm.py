@@ -8,7 +8,8 @@ from typing import Optional
 import typer
 
 from .train_common import (
-    DeviceOpt, JsonOpt, MaxStepsOpt, OutOpt, PrecisionOpt, RecipeOpt, ResumeOpt, SeedOpt, SetOpt, run_stage,
+    DeviceOpt, JsonOpt, MaxStepsOpt, OutOpt, PrecisionOpt, RecipeOpt, ResumeOpt, SeedOpt, SetOpt, ThreadsOpt,
+    WorkersOpt, run_stage,
 )
 
 
@@ -21,6 +22,8 @@ def command(
     resume: ResumeOpt = None,
     device: DeviceOpt = None,
     precision: PrecisionOpt = None,
+    workers: WorkersOpt = None,
+    threads: ThreadsOpt = None,
     corpus: Optional[Path] = typer.Option(None, "--corpus", help="Word list, text file or CSV/TSV (sets data.corpus)."),
     init_language: Optional[Path] = typer.Option(None, "--init-language", help="Start from this language/full checkpoint."),
     json_out: JsonOpt = None,
@@ -36,4 +39,4 @@ def command(
     if init_language is not None:
         extra.append(f"init.language={init_language}")
     run_stage("pretrain-lm", recipe, out, set_, max_steps=max_steps, seed=seed, resume=resume, device=device,
-              precision=precision, extra_overrides=extra, json_out=json_out)
+              precision=precision, workers=workers, threads=threads, extra_overrides=extra, json_out=json_out)

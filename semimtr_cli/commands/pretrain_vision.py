@@ -8,7 +8,8 @@ from typing import Optional
 import typer
 
 from .train_common import (
-    DeviceOpt, JsonOpt, MaxStepsOpt, OutOpt, PrecisionOpt, RecipeOpt, ResumeOpt, SeedOpt, SetOpt, run_stage,
+    DeviceOpt, JsonOpt, MaxStepsOpt, OutOpt, PrecisionOpt, RecipeOpt, ResumeOpt, SeedOpt, SetOpt, ThreadsOpt,
+    WorkersOpt, run_stage,
 )
 
 
@@ -21,6 +22,8 @@ def command(
     resume: ResumeOpt = None,
     device: DeviceOpt = None,
     precision: PrecisionOpt = None,
+    workers: WorkersOpt = None,
+    threads: ThreadsOpt = None,
     init_vision: Optional[Path] = typer.Option(None, "--init-vision", help="Start from this vision/seqclr/full checkpoint."),
     mode: Optional[str] = typer.Option(None, "--mode", help="semimtr (CE + SeqCLR, default), ce_only (ABINet baseline) or seqclr_only."),
     json_out: JsonOpt = None,
@@ -36,4 +39,4 @@ def command(
     if mode is not None:
         extra.append(f"seqclr.mode={mode}")
     run_stage("pretrain-vision", recipe, out, set_, max_steps=max_steps, seed=seed, resume=resume, device=device,
-              precision=precision, extra_overrides=extra, json_out=json_out)
+              precision=precision, workers=workers, threads=threads, extra_overrides=extra, json_out=json_out)

@@ -8,6 +8,7 @@ from typing import Annotated, List, Optional
 import typer
 
 from .. import ui
+from .options import DeviceOpt, PrecisionOpt, ThreadsOpt, json_option, write_json
 
 RECIPE_HELP = "YAML recipe (see recipes/); every key can be overridden with --set."
 SET_HELP = "Override a recipe value, e.g. --set optim.lr=3e-4 --set data.labeled=\\[a,b] (repeatable)."
@@ -19,9 +20,11 @@ SetOpt = Annotated[List[str], typer.Option("--set", help=SET_HELP)]
 MaxStepsOpt = Annotated[Optional[int], typer.Option("--max-steps", help="Stop after this many optimizer steps.")]
 SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Random seed (default: the recipe's).")]
 ResumeOpt = Annotated[Optional[Path], typer.Option("--resume", help="Continue the run in this folder from its last.pt.")]
-DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")]
-PrecisionOpt = Annotated[Optional[str], typer.Option("--precision", help="auto, fp32, bf16 or fp16 (CUDA).")]
-JsonOpt = Annotated[Optional[Path], typer.Option("--json", help="Also write the summary to this JSON file.")]
+WorkersOpt = Annotated[Optional[int], typer.Option(
+    "--workers", help="Worker processes that load and decode data (0 = in this process; default: data.num_workers).")]
+JsonOpt = json_option("the run summary (also in RUN_DIR/summary.json)")
+__all__ = ["DeviceOpt", "PrecisionOpt", "ThreadsOpt", "WorkersOpt", "JsonOpt", "RecipeOpt", "OutOpt", "SetOpt",
+           "MaxStepsOpt", "SeedOpt", "ResumeOpt", "run_stage"]
 
 
 def run_stage(
@@ -35,14 +38,16 @@ def run_stage(
     resume: Path | None,
     device: str | None,
     precision: str | None,
+    workers: int | None = None,
+    threads: int | None = None,
     extra_overrides: list[str] = (),
-    json_out: Path | None = None,
+    json_out: str | None = None,
 ) -> dict:
     """Resolve the recipe, run the trainer with a progress bar, print the summary."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from ..errors import UsageError
-    from ..fsutil import atomic_write_json
+    from ..runtime import check_precision
     from ..train.recipe import load_recipe
     from ..train.trainer import train
 
@@ -64,7 +69,16 @@ def run_stage(
     if device is not None:
         sets.append(f"train.device={device}")
     if precision is not None:
+        check_precision(precision, training=True)
         sets.append(f"train.precision={precision}")
+    if workers is not None:
+        if workers < 0:
+            raise UsageError(f"must be >= 0, got {workers}", param="workers")
+        sets.append(f"data.num_workers={workers}")
+    if threads is not None:
+        if threads < 1:
+            raise UsageError(f"must be >= 1, got {threads}", param="threads")
+        sets.append(f"train.threads={threads}")
     recipe = load_recipe(recipe_path, sets, stage=stage)
 
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
@@ -76,15 +90,15 @@ def run_stage(
         def on_progress(step: int, total: int, event: dict) -> None:
             bar.update(task, completed=step, total=total, loss=event["loss"], ips=event["images_per_s"])
 
-        summary = train(recipe, out, resume=resume is not None, log=lambda m: ui.console.print(m, highlight=False),
+        console = ui.err_console if json_out == "-" else ui.console
+        summary = train(recipe, out, resume=resume is not None, log=lambda m: console.print(m, highlight=False),
                         progress=on_progress)
-    print_summary(summary)
-    if json_out is not None:
-        atomic_write_json(json_out, summary)
+    print_summary(summary, console)
+    write_json(json_out, summary)
     return summary
 
 
-def print_summary(summary: dict) -> None:
+def print_summary(summary: dict, console=None) -> None:
     from rich.table import Table
 
     table = Table(title=f"{summary['stage']} finished", show_header=False)
@@ -100,4 +114,4 @@ def print_summary(summary: dict) -> None:
     table.add_row("best.pt", f"{best['metric']} {best['value']:.2f} at step {best['step']}" if best["value"] is not None
                   else best["selected_by"])
     table.add_row("run folder", str(Path(summary["checkpoints"]["last"]).parent))
-    ui.console.print(table)
+    (console or ui.console).print(table)

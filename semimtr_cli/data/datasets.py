@@ -27,13 +27,12 @@ from torch.utils.data import Dataset
 
 from ..charset import Charset
 from ..errors import SemimtrError
-from .image import DEFAULT_HEIGHT, DEFAULT_WIDTH, as_uint8_array, decode_image, to_model_input
+from .image import DEFAULT_HEIGHT, DEFAULT_WIDTH, MIN_SIDE, as_uint8_array, decode_image, to_model_input
 from .lmdb_io import LmdbReader, find_lmdbs, is_unlabeled_marker
 
 # transform(image HxWx3 uint8, rng) -> image HxWx3 uint8 (size may change)
 Transform = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
-MIN_SIDE_DEFAULT = 7
 
 
 class PerSourcePipeline:
@@ -130,7 +129,7 @@ class CropDataset(Dataset):
         views: Sequence[Transform | None] = (None,),
         image_size: tuple[int, int] = (DEFAULT_HEIGHT, DEFAULT_WIDTH),
         seed: int = 0,
-        min_side: int = MIN_SIDE_DEFAULT,
+        min_side: int = MIN_SIDE,
         on_bad: str = "substitute",
         first_source: int = 0,
     ):

@@ -23,6 +23,9 @@ from PIL import Image, ImageOps
 
 from ..errors import SemimtrError
 
+#: Smallest usable crop side in pixels: the official loader rejects crops whose width or height is <= 6 px.
+MIN_SIDE = 7
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_HEIGHT = 32
@@ -118,6 +121,15 @@ def normalize_levels(levels: torch.Tensor) -> torch.Tensor:
 def to_model_input(img: Image.Image | np.ndarray, height: int = DEFAULT_HEIGHT, width: int = DEFAULT_WIDTH) -> torch.Tensor:
     """The model-input pipeline: RGB image -> float32 tensor (3, height, width), normalised."""
     return normalize_levels(resize_uint8(img, height, width))
+
+
+def rotate_tall(img: Image.Image | np.ndarray) -> Image.Image | np.ndarray:
+    """Rotate a crop taller than twice its width by 90 degrees counter-clockwise, so vertical
+    text written top to bottom reads left to right. A PIL image or an HxWx3 array, returned as
+    the same kind (unchanged, the same object, when not tall)."""
+    if isinstance(img, Image.Image):
+        return img.transpose(Image.Transpose.ROTATE_90) if img.height > 2 * img.width else img
+    return np.ascontiguousarray(np.rot90(img)) if img.shape[0] > 2 * img.shape[1] else img
 
 
 def denormalize(x: torch.Tensor) -> np.ndarray:

@@ -26,10 +26,10 @@ from ..charset import Charset
 from ..errors import SemimtrError
 from .checkpoint import load_state_dict_strict, save_checkpoint, torch_load_safely
 from .config import ModelConfig
+from .outputs import HEADS
 from .factory import build_model, count_parameters
 
 IMPORT_KINDS = ("auto", "full", "vision", "language")
-_HEADS = ("vision", "language", "alignment")
 
 
 @dataclass
@@ -100,8 +100,8 @@ def _subdict(sd: dict, prefix: str) -> dict:
 def _split_heads(sd: dict, detected: str) -> dict[str, dict]:
     """{'vision'|'language'|'alignment'|'seqclr_proj': keys relative to that module}."""
     if detected == "full":
-        parts = {h: _subdict(sd, h + ".") for h in _HEADS}
-        other = [k for k in sd if k.split(".", 1)[0] not in _HEADS]
+        parts = {h: _subdict(sd, h + ".") for h in HEADS}
+        other = [k for k in sd if k.split(".", 1)[0] not in HEADS]
     elif detected in ("vision", "seqclr"):
         if any(k.startswith("vision.") for k in sd):
             parts = {"vision": _subdict(sd, "vision."), "seqclr_proj": _subdict(sd, "seqclr_proj.")}
@@ -226,7 +226,7 @@ def import_official(obj, *, kind: str = "auto", charset: str | Charset | None = 
         )
     model = build_model(target, config, cs)
     if target == "full":
-        state = {f"{h}.{k}": v for h in _HEADS for k, v in parts.get(h, {}).items()}
+        state = {f"{h}.{k}": v for h in HEADS for k, v in parts.get(h, {}).items()}
     elif target == "seqclr":
         state = {f"{h}.{k}": v for h in ("vision", "seqclr_proj") for k, v in parts.get(h, {}).items()}
     else:

@@ -7,8 +7,13 @@ Shapes: N batch, T = max_length + 1 decoding slots (26 at the paper's settings),
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
+
+#: The three outputs of a full model: ``alignment`` (the fused, final one), ``language``, ``vision``.
+HEADS = ("alignment", "language", "vision")
+HeadName = Literal[HEADS]
 
 
 @dataclass

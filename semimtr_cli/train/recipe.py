@@ -13,12 +13,16 @@ from pathlib import Path
 from typing import Literal
 
 from ..config import load_config
+from ..data.augment import PIPELINE_NAMES
+from ..data.image import MIN_SIDE
 from ..data.synth_stream import SynthSource
 from ..errors import SemimtrError
 from ..model.config import ModelConfig
+from ..model.outputs import HEADS
+from ..runtime import TRAINING_PRECISIONS
 
 STAGES = ("pretrain-vision", "pretrain-lm", "finetune")
-PIPELINES = ("abinet", "strong1", "strong2", "none")
+Pipeline = Literal[PIPELINE_NAMES]
 
 
 @dataclass
@@ -51,7 +55,7 @@ class DataConfig:
     valid_synth: list[SynthSource] = field(default_factory=list)
     charset: str = "36"
     charset_unknown: Literal["remove", "reject"] = "remove"
-    min_side: int = 7
+    min_side: int = MIN_SIDE
     num_workers: int = 2
     valid_max_samples: int | None = None
     corpus: str | None = None
@@ -77,10 +81,10 @@ class AugmentConfig:
         crops first (measured: docs/training.md).
     """
 
-    supervised: Literal["abinet", "strong1", "strong2", "none"] = "abinet"
-    seqclr: Literal["abinet", "strong1", "strong2", "none"] = "strong1"
-    teacher: Literal["abinet", "strong1", "strong2", "none"] = "abinet"
-    student: Literal["abinet", "strong1", "strong2", "none"] = "strong1"
+    supervised: Pipeline = "abinet"
+    seqclr: Pipeline = "strong1"
+    teacher: Pipeline = "abinet"
+    student: Pipeline = "strong1"
     ramp_start: int = 0
     ramp_steps: int = 0
 
@@ -121,13 +125,13 @@ class TrainConfig:
     epochs: float = 1.0
     max_steps: int | None = None
     grad_accum: int = 1
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    precision: Literal[TRAINING_PRECISIONS] = "auto"
     device: str = "auto"
     seed: int = 0
     log_every: int = 10
     eval_every: int = 1000
     save_every: int = 1000
-    select_metric: Literal["auto", "alignment", "language", "vision"] = "auto"
+    select_metric: Literal[("auto",) + HEADS] = "auto"
     sync_bn: bool = False
     compile: bool = False
     threads: int | None = None
@@ -159,8 +163,8 @@ class ConsistencyConfig:
 
     enabled: bool = True
     weight: float = 1.0
-    pairing: Literal["all_to_all", "alignment", "language", "vision"] = "all_to_all"
-    student_heads: Literal["all", "alignment", "language", "vision"] = "all"
+    pairing: Literal[("all_to_all",) + HEADS] = "all_to_all"
+    student_heads: Literal[("all",) + HEADS] = "all"
     one_hot: bool = True
     kl: bool = False
     threshold: float | None = None

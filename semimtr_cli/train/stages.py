@@ -35,7 +35,7 @@ from ..errors import SemimtrError
 from ..metrics import TextMetrics
 from ..model.checkpoint import load_checkpoint
 from ..model.factory import build_model
-from ..model.outputs import HeadOutput
+from ..model.outputs import HEADS, HeadOutput
 from ..model.transfer import TransferReport, load_part
 from ..predict import decode_logits
 from .distributed import DistInfo, gather, gather_output
@@ -433,7 +433,7 @@ class Finetune(Stage):
 
     name = "finetune"
     model_kind = "full"
-    heads = ("alignment", "language", "vision")
+    heads = HEADS
     select_key = "alignment"
 
     def __init__(self, ctx):
