@@ -41,7 +41,7 @@ WORDS = (
 
 
 def _font_path() -> str | None:
-    from semimtr_cli.data.synth import bundled_font_dir
+    from semimtr_cli.data.synth_fonts import bundled_font_dir
 
     p = bundled_font_dir() / "DejaVuSans.ttf"
     return str(p) if p.is_file() else None

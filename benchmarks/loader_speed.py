@@ -31,7 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from semimtr_cli.charset import Charset  # noqa: E402
 from semimtr_cli.data.datasets import CropDataset, PerSourcePipeline, collate  # noqa: E402
 from semimtr_cli.data.lmdb_io import write_lmdb  # noqa: E402
-from semimtr_cli.data.synth import render_word, resolve_fonts  # noqa: E402
+from semimtr_cli.data.synth_fonts import resolve_fonts  # noqa: E402
+from semimtr_cli.data.synth_render import render_word  # noqa: E402
 
 SETTINGS = {
     "none": ("none",),

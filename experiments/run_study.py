@@ -139,7 +139,8 @@ def make_data(data: Path, sizes: dict, workers: int) -> dict:
 
     Every set: lower-case words of 3-6 letters from the packaged list, no numbers.
     """
-    from semimtr_cli.data.synth import generate, resolve_fonts
+    from semimtr_cli.data.synth import generate
+    from semimtr_cli.data.synth_fonts import resolve_fonts
 
     words = study_words()
 

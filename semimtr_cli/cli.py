@@ -24,6 +24,7 @@ app = typer.Typer(
 COMMANDS: list[tuple[str, str, str]] = [
     ("synth", "synth", "Render synthetic word crops (folder + labels TSV, or an LMDB) to try everything."),
     ("build-lmdb", "build_lmdb", "Turn image folders and label files into the standard LMDB, with a report."),
+    ("inspect", "inspect", "Print count, label lengths, charset coverage, image sizes and samples of LMDBs."),
     ("show-aug", "show_aug", "Draw a PNG grid of augmentation previews for samples of an LMDB or folder."),
     ("pretrain-vision", "pretrain_vision", "Train the vision model: supervised CE + SeqCLR contrastive loss (stage 1)."),
     ("pretrain-lm", "pretrain_lm", "Train the BCN language model on a text corpus (stage 2)."),

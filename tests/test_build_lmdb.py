@@ -16,6 +16,7 @@ from semimtr_cli.data import build as build_mod
 from semimtr_cli.data import sources as S
 from semimtr_cli.data.build import build_lmdb, validate_image_bytes
 from semimtr_cli.data.lmdb_io import LmdbReader, LmdbWriter, write_lmdb
+from semimtr_cli.errors import UsageError
 
 runner = CliRunner()
 MAX_PIXELS = 5000  # good images below, the "huge" one above
@@ -140,7 +141,7 @@ def test_strict_with_clean_input_writes_everything(tmp_path):
         (tmp_path / n).write_bytes(data)
         lines.append(f"{n}\t{GOOD_LABELS[n]}")
     (tmp_path / "gt.txt").write_text("\n".join(lines), encoding="utf-8")
-    rep = build_lmdb([tmp_path / "gt.txt"], tmp_path / "db", strict=True, workers=1)
+    rep = build_lmdb([tmp_path / "gt.txt"], tmp_path / "db", strict=True, threads=1)
     assert rep.created and rep.written == len(good) and rep.exit_code == 0
     assert _read_all(tmp_path / "db") == [(good[n], GOOD_LABELS[n]) for n in good]
 
@@ -223,7 +224,7 @@ def test_icdar_gt_with_images_root_and_shuffle(tmp_path):
     gt = tmp_path / "gt.txt"
     gt.write_text("\r\n".join(lines) + "\r\n", encoding="utf-8-sig")
     a = build_lmdb([gt], tmp_path / "a", images_root=images, shuffle=True, seed=3)
-    b = build_lmdb([gt], tmp_path / "b", images_root=images, shuffle=True, seed=3)
+    build_lmdb([gt], tmp_path / "b", images_root=images, shuffle=True, seed=3)
     sa, sb = _read_all(tmp_path / "a"), _read_all(tmp_path / "b")
     assert a.written == len(names) and sa == sb
     assert sorted(lbl for _, lbl in sa) == sorted(f'w"{i}' for i in range(1, len(names) + 1))
@@ -290,3 +291,18 @@ def test_usage_errors_are_one_line(tmp_path):
     assert res.exit_code == 2 and "--out" in res.output
     res = runner.invoke(app, ["build-lmdb", str(tmp_path), "--out", str(tmp_path / "db")])
     assert res.exit_code == 2 and "--unlabeled or --label-from-name" in res.output
+
+
+def test_threads_flag_and_deprecated_workers_alias(tmp_path):
+    (tmp_path / "a.png").write_bytes(_good_images()["rgb.png"])
+    res = runner.invoke(app, ["build-lmdb", str(tmp_path), "--unlabeled", "--out", str(tmp_path / "db"), "--threads", "1", "--json", "-"])
+    assert res.exit_code == 0, res.output
+    assert "deprecated" not in res.output and '"workers": 1' in res.stdout
+    res = runner.invoke(app, ["build-lmdb", str(tmp_path), "--unlabeled", "--out", str(tmp_path / "db2"), "--workers", "2"])
+    assert res.exit_code == 0, res.output
+    warnings = [line for line in res.output.splitlines() if "deprecated" in line]
+    assert len(warnings) == 1 and "--threads" in warnings[0]
+    res = runner.invoke(app, ["build-lmdb", str(tmp_path), "--unlabeled", "--out", str(tmp_path / "db3"), "--threads", "0"])
+    assert res.exit_code == 2 and "--threads: must be >= 1" in res.output
+    with pytest.raises(UsageError, match="^threads: must be >= 1"):
+        build_lmdb([tmp_path], tmp_path / "db4", unlabeled=True, threads=0)

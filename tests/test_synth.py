@@ -13,12 +13,9 @@ from typer.testing import CliRunner
 
 from semimtr_cli.cli import app
 from semimtr_cli.data.lmdb_io import LmdbReader
-from semimtr_cli.data.synth import (
-    BUNDLED_FONT_SETS,
-    generate,
-    render_word,
-    resolve_fonts,
-)
+from semimtr_cli.data.synth import generate
+from semimtr_cli.data.synth_fonts import BUNDLED_FONT_SETS, resolve_fonts
+from semimtr_cli.data.synth_render import render_word
 from semimtr_cli.data.wordlist import FREQUENCY_WORD, packaged_words, read_words_file
 from semimtr_cli.errors import SemimtrError, UsageError
 
@@ -234,3 +231,14 @@ def test_read_words_file_rejects_bad_utf8(tmp_path):
     bad.write_bytes(b"ok\n\xff\xfe\n")
     with pytest.raises(SemimtrError, match="UTF-8"):
         read_words_file(bad)
+
+
+def test_library_errors_name_parameters_and_the_cli_shows_flags(tmp_path):
+    with pytest.raises(UsageError) as info:
+        generate(tmp_path / "z", 0)
+    assert str(info.value) == "count: must be at least 1, got 0"
+    res = run("--out", str(tmp_path / "z"), "--count", "0")
+    assert res.exit_code == 2 and "--count: must be at least 1, got 0" in res.output
+    assert run("--out", str(tmp_path / "z"), "--count", "5").exit_code == 0
+    with pytest.raises(SemimtrError, match="pass overwrite to replace it"):
+        generate(tmp_path / "z", 5)

@@ -2,36 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import List, Optional
+from typing import Callable, Iterator, List, Optional
 
 import typer
 
 from .. import ui
 from ..errors import UsageError
+from .inspect import limit_option, load_charset, report_inspection, samples_option, write_json
 
 _MAX_PIXELS_DEFAULT = 50_000_000  # same as semimtr_cli.data.image.MAX_PIXELS_DEFAULT (no torch import here)
-
-
-def _write_json(target: str, obj) -> None:
-    from ..fsutil import atomic_write_json
-
-    if target == "-":
-        typer.echo(json.dumps(obj, indent=2, ensure_ascii=False))
-    else:
-        atomic_write_json(target, obj)
-
-
-def _load_charset(spec: str, max_length: int | None):
-    from ..charset import Charset
-
-    if spec.lower() == "none":
-        return None
-    kwargs = {} if max_length is None else {"max_length": max_length}
-    return Charset.from_spec(spec, **kwargs)
 
 
 def command(
@@ -58,36 +41,61 @@ def command(
     shuffle: bool = typer.Option(False, "--shuffle", help="Write samples in a seeded random order."),
     seed: int = typer.Option(0, "--seed", help="Seed for --shuffle."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing LMDB at --out."),
-    workers: int = typer.Option(min(4, os.cpu_count() or 1), "--workers", help="Threads reading and validating images."),
+    threads: int = typer.Option(min(4, os.cpu_count() or 1), "--threads", help="Threads reading and validating images."),
+    workers: Optional[int] = typer.Option(None, "--workers", hidden=True, help="Deprecated name of --threads."),
     max_pixels: int = typer.Option(_MAX_PIXELS_DEFAULT, "--max-pixels", help="Skip images with more pixels than this."),
     json_out: Optional[str] = typer.Option(
         None, "--json", help="Write the summary (or, with --inspect, the stats) as JSON to this file ('-' = stdout)."
     ),
-    inspect: Optional[Path] = typer.Option(None, "--inspect", help="Print stats of an existing LMDB (or every LMDB under a folder)."),
-    limit: int = typer.Option(2000, "--limit", help="--inspect: images to decode for size stats (0 = all)."),
-    samples: int = typer.Option(5, "--samples", help="--inspect: samples to show."),
+    inspect: Optional[Path] = typer.Option(None, "--inspect", help="Print stats of an existing LMDB (or every LMDB under a folder); same as `semimtr inspect`."),
+    limit: int = limit_option("--inspect: "),
+    samples: int = samples_option("--inspect: "),
 ) -> None:
     """Turn image folders and label files into the standard LMDB, reporting every input.
 
     Each SOURCE is a label file (path<TAB>label, 'path label', ICDAR 'word_1.png, "label"', CSV or JSONL with path/label) or a folder (with labels.tsv/gt.txt/labels.txt/labels.csv/labels.jsonl inside, or --unlabeled, or --label-from-name). Every input is written or skipped with a reason; labels are stored exactly as given. Exit 0 if anything was written, 1 if nothing (with --strict: 1 and nothing written if any input is bad).
 
-    With --inspect DIR: print count, label lengths, charset coverage, image sizes and samples of an existing LMDB.
+    With --inspect DIR: print count, label lengths, charset coverage, image sizes and samples of an existing LMDB (as `semimtr inspect DIR`).
     """
-    console = ui.err_console if json_out == "-" else ui.console
     if inspect is not None:
         if sources or out is not None:
             raise UsageError("--inspect takes no SOURCE and no --out")
-        _inspect(inspect, charset, max_length, limit, samples, json_out, console)
+        report_inspection([inspect], charset=charset, max_length=max_length, limit=limit, samples=samples, json_out=json_out)
         return
     if not sources:
         raise UsageError("give at least one SOURCE (a label file or an image folder), or --inspect DIR")
     if out is None:
         raise UsageError("--out DIR is required")
-    cs = _load_charset(charset, max_length)
-
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    if workers is not None:
+        ui.err_console.print("[yellow]warning:[/] --workers is deprecated for build-lmdb (it counts threads); use --threads", highlight=False, soft_wrap=True)
+        threads = workers
+    cs = load_charset(charset, max_length)
 
     from ..data.build import build_lmdb
+
+    with _progress_bar() as on_progress:
+        result = build_lmdb(
+            [str(s) for s in sources], out, fmt=fmt, images_root=images_root, unlabeled=unlabeled,
+            label_from_name=label_from_name, charset=cs,
+            max_length=max_length if max_length is not None else (cs.max_length if cs else None),
+            shuffle=shuffle, seed=seed, overwrite=overwrite, threads=threads, max_pixels=max_pixels,
+            strict=strict, progress=on_progress,
+        )
+    if report is not None:
+        from ..fsutil import atomic_write_json
+
+        atomic_write_json(report, result.to_dict())
+    if json_out is not None:
+        write_json(json_out, result.to_dict(include_skipped=False))
+    _print_build(result, ui.err_console if json_out == "-" else ui.console, report)
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
+
+
+@contextmanager
+def _progress_bar() -> Iterator[Callable[[str, int, int], None]]:
+    """A Rich bar per build phase ("check", "write") with images/s; yields ``progress(phase, done, total)``."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     bar = Progress(
         TextColumn("[progress.description]{task.description}"),
@@ -111,32 +119,7 @@ def command(
         bar.update(task, completed=done, rate=rate)
 
     with bar:
-        result = build_lmdb(
-            [str(s) for s in sources],
-            out,
-            fmt=fmt,
-            images_root=images_root,
-            unlabeled=unlabeled,
-            label_from_name=label_from_name,
-            charset=cs,
-            max_length=max_length if max_length is not None else (cs.max_length if cs else None),
-            shuffle=shuffle,
-            seed=seed,
-            overwrite=overwrite,
-            workers=workers,
-            max_pixels=max_pixels,
-            strict=strict,
-            progress=on_progress,
-        )
-    if report is not None:
-        from ..fsutil import atomic_write_json
-
-        atomic_write_json(report, result.to_dict())
-    if json_out is not None:
-        _write_json(json_out, result.to_dict(include_skipped=False))
-    _print_build(result, console, report)
-    if result.exit_code:
-        raise typer.Exit(result.exit_code)
+        yield on_progress
 
 
 def _print_build(r, console, report_path) -> None:
@@ -176,47 +159,3 @@ def _print_build(r, console, report_path) -> None:
         console.print(f"[red]no usable input; nothing written[/] ({r.out} not created)", highlight=False)
     if report_path is not None:
         console.print(f"report: {report_path}", highlight=False)
-
-
-def _inspect(root: Path, charset: str, max_length: int | None, limit: int, samples: int, json_out, console) -> None:
-    from rich.table import Table
-
-    from ..data.inspect_lmdb import inspect_lmdb
-    from ..data.lmdb_io import find_lmdbs
-
-    cs = _load_charset(charset, max_length)
-    stats = [inspect_lmdb(p, charset=cs, limit=limit, samples=samples) for p in find_lmdbs(root)]
-    for s in stats:
-        t = Table(title=f"{s['path']}", header_style="bold", show_header=False)
-        t.add_column("")
-        t.add_column("")
-        t.add_row("samples", f"{s['count']} ({s['labeled']} labeled, {s['unlabeled']} unlabeled"
-                  + (f", {s['legacy_markers']} with the legacy unlabeled marker" if s["legacy_markers"] else "") + ")")
-        ll = s["label_length"]
-        if ll:
-            t.add_row("label length", f"min {ll['min']}, mean {ll['mean']}, median {ll['median']}, max {ll['max']}")
-            t.add_row("length histogram", " ".join(f"{k}:{v}" for k, v in s["label_length_histogram"].items()))
-        cov = s["charset_coverage"]
-        if cov:
-            t.add_row(
-                f"charset {cov['charset']}",
-                f"{cov['labels_fully_covered']} fully covered, {cov['labels_with_unknown_symbols']} with other symbols, "
-                f"{cov['labels_unusable_for_training']} dropped by training's filter",
-            )
-            if cov["unknown_symbols"]:
-                t.add_row("other symbols", " ".join(f"{k!r}:{v}" for k, v in list(cov["unknown_symbols"].items())[:15]))
-        im = s["images"]
-        if im["width"]:
-            w, h = im["width"], im["height"]
-            t.add_row(
-                f"image size ({im['decoded']} decoded)",
-                f"width {w['min']}..{w['max']} (mean {w['mean']}), height {h['min']}..{h['max']} (mean {h['mean']})",
-            )
-            t.add_row("formats / modes", f"{im['formats']} / {im['modes']}")
-        if im["failed"]:
-            t.add_row("[red]undecodable images[/]", str(im["failed"]))
-        for smp in s["samples"]:
-            t.add_row(f"#{smp['index']}", f"{smp['label']!r}  {smp['size']} {smp['format']} {smp['mode']}")
-        console.print(t)
-    if json_out is not None:
-        _write_json(json_out, stats if len(stats) != 1 else stats[0])

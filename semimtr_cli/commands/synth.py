@@ -44,53 +44,39 @@ def command(
 
     Sample i depends only on (seed, i): a larger --count extends a smaller one.
     """
-    from ..data.synth import STYLES, generate, resolve_fonts
-    from ..data.wordlist import packaged_words, read_words_file, wordfreq_words
+    from ..data.synth import generate
+    from ..data.synth_fonts import resolve_fonts
 
-    if style not in STYLES:
-        raise UsageError(f"unknown --style '{style}' (choose from: {', '.join(STYLES)})")
-    if image_format not in ("png", "jpg"):
-        raise UsageError(f"unknown --format '{image_format}' (choose png or jpg)")
-    if count < 1:
-        raise UsageError(f"--count must be at least 1, got {count}")
     if words is not None and use_wordfreq:
         raise UsageError("--words and --wordfreq are alternatives; give one")
     if workers < 0:
         raise UsageError(f"--workers must be >= 0, got {workers}")
     if workers == 0:
         workers = 1 if count < 1000 else max(1, min(8, os.cpu_count() or 1))
-
-    word_list = read_words_file(words) if words is not None else wordfreq_words() if use_wordfreq else packaged_words()
-    word_list = word_list.limited(vocab_size)
+    word_list = _word_list(words, use_wordfreq).limited(vocab_size)
     font_files = resolve_fonts(fonts, font_set, style)
 
-    with ui.progress(f"rendering ({style})", total=count) as advance:
+    with ui.progress(f"rendering ({style})", total=max(count, 0)) as advance:
         summary = generate(
-            out,
-            count,
-            seed,
-            lmdb=lmdb,
-            unlabeled=unlabeled,
-            words=word_list,
-            fonts=font_files,
-            style=style,
-            height=height,
-            case=case,
-            digits_fraction=digits_fraction,
-            image_format=image_format,
-            overwrite=overwrite,
-            workers=workers,
-            on_progress=advance,
+            out, count, seed, lmdb=lmdb, unlabeled=unlabeled, words=word_list, fonts=font_files, style=style,
+            height=height, case=case, digits_fraction=digits_fraction, image_format=image_format,
+            overwrite=overwrite, workers=workers, on_progress=advance,
         )
-
-    console = ui.err_console if json_out == "-" else ui.console
-    _print_summary(console, summary)
+    _print_summary(ui.err_console if json_out == "-" else ui.console, summary)
     if json_out == "-":
         typer.echo(json.dumps(summary, indent=2, ensure_ascii=False))
     elif json_out:
         from ..fsutil import atomic_write_json
 
         atomic_write_json(json_out, summary)
+
+
+def _word_list(words: Optional[Path], use_wordfreq: bool):
+    from ..data.wordlist import packaged_words, read_words_file, wordfreq_words
+
+    if words is not None:
+        return read_words_file(words)
+    return wordfreq_words() if use_wordfreq else packaged_words()
 
 
 def _print_summary(console, s: dict) -> None:

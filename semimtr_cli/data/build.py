@@ -3,7 +3,8 @@
 Every record a source lists ends up written or skipped with a reason from
 :data:`semimtr_cli.data.sources.REASONS`. Images are stored as their original encoded bytes;
 each is validated by decoding it the way training will (see :func:`validate_image_bytes`).
-Reading + validation run in a thread pool (PIL releases the GIL while decoding); the LMDB is
+Reading + validation run in a thread pool (PIL releases the GIL while decoding; for small crops
+threads beat processes, which must send the bytes back); the LMDB is
 written by the calling thread through :class:`~semimtr_cli.data.lmdb_io.LmdbWriter` (temporary
 folder + rename, so an interrupted build leaves any previous LMDB at the target intact).
 
@@ -177,30 +178,36 @@ def _sort_skipped(report: BuildReport, records: Sequence[Record]) -> None:
     report.skipped.sort(key=lambda s: pos.get((s.source, s.line, s.path), len(pos)))
 
 
-def _validated(records: Sequence[Record], workers: int, max_pixels: int) -> Iterator[tuple[Record, bytes | None, str | None, str]]:
-    """(record, bytes, reason, detail) for every record, in order, validated in ``workers`` threads."""
+def _check_chunk(chunk: Sequence[Record], max_pixels: int) -> list[tuple[bytes | None, str | None, str]]:
+    """(bytes, reason, detail) of each record of ``chunk`` (runs in a pool thread)."""
+    return [read_and_validate(r, max_pixels) for r in chunk]
 
-    def run_chunk(chunk: Sequence[Record]):
-        return [(r, *read_and_validate(r, max_pixels)) for r in chunk]
 
+def _validated(records: Sequence[Record], threads: int, max_pixels: int) -> Iterator[tuple[Record, bytes | None, str | None, str]]:
+    """(record, bytes, reason, detail) for every record, in order, validated in ``threads`` threads.
+
+    Threads, not processes: PIL releases the GIL while decoding, and for small crops a process
+    pool is slower (the bytes must be pickled back to the writing process).
+    """
     chunks = [records[i : i + _CHUNK] for i in range(0, len(records), _CHUNK)]
-    if workers <= 1:
+    if threads <= 1 or len(chunks) <= 1:
         for chunk in chunks:
-            yield from run_chunk(chunk)
+            yield from zip(chunk, *zip(*_check_chunk(chunk, max_pixels)))
         return
-    window = workers * 4  # chunks in flight: bounds memory while keeping threads busy
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="build-lmdb") as pool:
-        pending = []
-        it = iter(chunks)
+    window = threads * 4  # chunks in flight: bounds memory while keeping the threads busy
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="build-lmdb") as pool:
+        pending: list = []
         try:
-            for chunk in it:
-                pending.append(pool.submit(run_chunk, chunk))
+            for chunk in chunks:
+                pending.append((chunk, pool.submit(_check_chunk, chunk, max_pixels)))
                 if len(pending) >= window:
-                    yield from pending.pop(0).result()
+                    chunk_done, fut = pending.pop(0)
+                    yield from zip(chunk_done, *zip(*fut.result()))
             while pending:
-                yield from pending.pop(0).result()
+                chunk_done, fut = pending.pop(0)
+                yield from zip(chunk_done, *zip(*fut.result()))
         finally:
-            for fut in pending:
+            for _, fut in pending:
                 fut.cancel()
 
 
@@ -219,6 +226,88 @@ def _label_stats(report: BuildReport, labels: Iterable[str], charset: Charset | 
     report.unknown_symbols = dict(unknown.most_common(30))
 
 
+class _Ticker:
+    """Calls ``progress(phase, done, total)`` every 256 records and at the last one."""
+
+    def __init__(self, progress: ProgressFn | None, total: int):
+        self.progress, self.total = progress, total
+
+    def __call__(self, phase: str, done: int) -> None:
+        if self.progress is not None and (done % 256 == 0 or done == self.total):
+            self.progress(phase, done, self.total)
+
+
+def _check_options(sources: Sequence[str | Path], threads: int, max_pixels: int) -> None:
+    if threads < 1:
+        raise UsageError(f"must be >= 1, got {threads}", param="threads")
+    if max_pixels < 1:
+        raise UsageError(f"must be >= 1, got {max_pixels}", param="max_pixels")
+    if not sources:
+        raise UsageError("give at least one SOURCE (a label file or an image folder)")
+
+
+def _write_strict(report: BuildReport, todo: Sequence[Record], out: Path, overwrite: bool, threads: int, tick: _Ticker) -> list[str] | None:
+    """Validate everything, then write only if nothing is bad: the labels written, or None if nothing was."""
+    checksums: list[tuple[int, int]] = []
+    for i, (rec, data, reason, detail) in enumerate(_validated(todo, threads, report.max_pixels), 1):
+        if reason is not None:
+            _skip(report, rec, reason, detail)
+        else:
+            checksums.append((len(data), zlib.crc32(data)))
+        tick("check", i)
+    if report.skipped or not todo:
+        return None
+    labels: list[str] = []
+    with LmdbWriter(out, overwrite=overwrite) as writer:
+        for i, (rec, (size, crc)) in enumerate(zip(todo, checksums), 1):
+            writer.add(_reread(rec, size, crc), rec.label)
+            report.bytes_written += size
+            if rec.label is not None:
+                labels.append(rec.label)
+            tick("write", i)
+        report.written = writer.count
+    report.created = True
+    return labels
+
+
+def _reread(rec: Record, size: int, crc: int) -> bytes:
+    """The bytes of an already validated file, checked to be the ones validated."""
+    try:
+        with open(rec.file, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise SemimtrError(f"{rec.path}: became unreadable during the build ({exc.strerror or exc})") from None
+    if len(data) != size or zlib.crc32(data) != crc:
+        raise SemimtrError(f"{rec.path}: the file changed during the build")
+    return data
+
+
+def _write_good(report: BuildReport, todo: Sequence[Record], out: Path, overwrite: bool, threads: int, tick: _Ticker) -> list[str]:
+    """Write every good record while validating, skip the bad ones: the labels written."""
+    labels: list[str] = []
+    writer = LmdbWriter(out, overwrite=overwrite)
+    try:
+        for i, (rec, data, reason, detail) in enumerate(_validated(todo, threads, report.max_pixels), 1):
+            if reason is not None:
+                _skip(report, rec, reason, detail)
+            else:
+                writer.add(data, rec.label)
+                report.bytes_written += len(data)
+                if rec.label is not None:
+                    labels.append(rec.label)
+            tick("write", i)
+        report.written = writer.count
+        if writer.count > 0:
+            writer.finish()
+            report.created = True
+        else:
+            writer.abort()
+    except BaseException:
+        writer.abort()
+        raise
+    return labels
+
+
 def build_lmdb(
     sources: Sequence[str | Path],
     out: str | Path,
@@ -232,10 +321,11 @@ def build_lmdb(
     shuffle: bool = False,
     seed: int = 0,
     overwrite: bool = False,
-    workers: int = 2,
+    threads: int = 2,
     max_pixels: int = MAX_PIXELS_DEFAULT,
     strict: bool = False,
     progress: ProgressFn | None = None,
+    workers: int | None = None,
 ) -> BuildReport:
     """Validate every input of ``sources`` and write the good ones to the LMDB ``out``.
 
@@ -244,7 +334,8 @@ def build_lmdb(
         charset, max_length: only for reporting labels with unknown symbols / too many characters
             (when ``charset`` is given and ``max_length`` None, the charset's max length is used).
         shuffle, seed: write the samples in a seeded random order instead of listing order.
-        workers: threads reading and validating images.
+        threads: threads reading and validating images (``workers``: its older name; the
+            report keeps calling it ``workers``).
         max_pixels: images with more pixels (width x height) are skipped.
         strict: write nothing (and create no folder) if any input is bad.
         progress: called as ``progress(phase, done, total)``; phases "check", "write".
@@ -258,12 +349,8 @@ def build_lmdb(
             ``overwrite``. The previous LMDB at ``out`` is untouched in every failure.
     """
     t0 = time.perf_counter()
-    if workers < 1:
-        raise UsageError(f"--workers must be >= 1, got {workers}")
-    if max_pixels < 1:
-        raise UsageError(f"--max-pixels must be >= 1, got {max_pixels}")
-    if not sources:
-        raise UsageError("give at least one SOURCE (a label file or an image folder)")
+    threads = threads if workers is None else workers
+    _check_options(sources, threads, max_pixels)
     out = Path(out)
     check_writable_target(out, overwrite)
     if max_length is None and charset is not None:
@@ -279,16 +366,9 @@ def build_lmdb(
             raise UsageError(f"the output {out} is also a source")
     records = collect_records(sources, opts)
     report = BuildReport(
-        out=str(out),
-        sources=[str(s) for s in sources],
-        inputs=len(records),
-        strict=strict,
-        charset=charset.name if charset is not None else None,
-        max_length=max_length,
-        shuffle=shuffle,
-        seed=seed if shuffle else None,
-        workers=workers,
-        max_pixels=max_pixels,
+        out=str(out), sources=[str(s) for s in sources], inputs=len(records), strict=strict,
+        charset=charset.name if charset is not None else None, max_length=max_length,
+        shuffle=shuffle, seed=seed if shuffle else None, workers=threads, max_pixels=max_pixels,
     )
     report.same_image_different_labels = mark_duplicates(records)
     for rec in records:
@@ -297,65 +377,12 @@ def build_lmdb(
     todo = [r for r in records if r.reason is None]
     if shuffle:
         random.Random(seed).shuffle(todo)
-    total = len(todo)
-
-    def tick(phase: str, done: int) -> None:
-        if progress is not None and (done % 256 == 0 or done == total):
-            progress(phase, done, total)
-
-    labels: list[str] = []
-    if strict:
-        checksums: list[tuple[int, int]] = []
-        for i, (rec, data, reason, detail) in enumerate(_validated(todo, workers, max_pixels), 1):
-            if reason is not None:
-                _skip(report, rec, reason, detail)
-            else:
-                checksums.append((len(data), zlib.crc32(data)))
-            tick("check", i)
-        if report.skipped or not todo:
-            _sort_skipped(report, records)
-            report.elapsed_s = time.perf_counter() - t0
-            return report
-        with LmdbWriter(out, overwrite=overwrite) as writer:
-            for i, (rec, (size, crc)) in enumerate(zip(todo, checksums), 1):
-                try:
-                    with open(rec.file, "rb") as f:
-                        data = f.read()
-                except OSError as exc:
-                    raise SemimtrError(f"{rec.path}: became unreadable during the build ({exc.strerror or exc})") from None
-                if len(data) != size or zlib.crc32(data) != crc:
-                    raise SemimtrError(f"{rec.path}: the file changed during the build")
-                writer.add(data, rec.label)
-                report.bytes_written += size
-                if rec.label is not None:
-                    labels.append(rec.label)
-                tick("write", i)
-            report.written = writer.count
-        report.created = True
-    else:
-        writer = LmdbWriter(out, overwrite=overwrite)
-        try:
-            for i, (rec, data, reason, detail) in enumerate(_validated(todo, workers, max_pixels), 1):
-                if reason is not None:
-                    _skip(report, rec, reason, detail)
-                else:
-                    writer.add(data, rec.label)
-                    report.bytes_written += len(data)
-                    if rec.label is not None:
-                        labels.append(rec.label)
-                tick("write", i)
-            report.written = writer.count
-            if writer.count > 0:
-                writer.finish()
-                report.created = True
-            else:
-                writer.abort()
-        except BaseException:
-            writer.abort()
-            raise
-    report.labeled = len(labels)
-    report.unlabeled = report.written - report.labeled
-    _label_stats(report, labels, charset, max_length)
+    write = _write_strict if strict else _write_good
+    labels = write(report, todo, out, overwrite, threads, _Ticker(progress, len(todo)))
+    if labels is not None:
+        report.labeled = len(labels)
+        report.unlabeled = report.written - report.labeled
+        _label_stats(report, labels, charset, max_length)
     _sort_skipped(report, records)
     report.elapsed_s = time.perf_counter() - t0
     return report

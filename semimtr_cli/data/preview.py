@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw, ImageFont
 from ..errors import SemimtrError, UsageError
 from .augment import PIPELINE_NAMES, build_pipeline, two_view
 from .image import DEFAULT_HEIGHT, DEFAULT_WIDTH, decode_image, resize_uint8
-from .synth import bundled_font_dir
+from .synth_fonts import bundled_font_dir
 
 PREVIEW_CHOICES = ("abinet", "strong1", "strong2", "teacher-student", "seqclr")
 _TWO_VIEW = {"teacher-student": ("finetune", "teacher", "student"), "seqclr": ("seqclr", "view A", "view B")}

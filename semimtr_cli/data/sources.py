@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from ..errors import SemimtrError, UsageError
+from ..errors import SemimtrError, UsageError, option
 from .files import list_images
 
 # Skip reasons: the fixed vocabulary of the build report.
@@ -84,15 +84,15 @@ class SourceOptions:
 
 
 def compile_name_pattern(pattern: str | None) -> re.Pattern | None:
-    """Compile ``--label-from-name``; it must have a named group ``label``."""
+    """Compile the ``label_from_name`` regex; it must have a named group ``label``."""
     if pattern is None:
         return None
     try:
         rx = re.compile(pattern)
     except re.error as exc:
-        raise UsageError(f"--label-from-name {pattern!r} is not a valid regex: {exc}") from None
+        raise UsageError(f"{pattern!r} is not a valid regex: {exc}", param="label_from_name") from None
     if "label" not in rx.groupindex:
-        raise UsageError(f"--label-from-name {pattern!r} needs a named group 'label', e.g. ^\\d+_(?P<label>.+)_\\d+$")
+        raise UsageError(f"{pattern!r} needs a named group 'label', e.g. ^\\d+_(?P<label>.+)_\\d+$", param="label_from_name")
     return rx
 
 
@@ -323,7 +323,7 @@ def records_from_folder(folder: Path, opts: SourceOptions, *, source: str | None
         if label_file is None:
             raise UsageError(
                 f"{folder}: no label file ({', '.join(FOLDER_LABEL_FILES)}) inside; "
-                "pass --unlabeled or --label-from-name REGEX, or give the label file itself"
+                f"pass {option('unlabeled')} or {option('label_from_name')} REGEX, or give the label file itself"
             )
         return records_from_label_file(label_file, opts, source=str(label_file))
     root = _norm(folder)
@@ -349,11 +349,11 @@ def collect_records(sources: Iterable[str | Path], opts: SourceOptions) -> list[
         SemimtrError/UsageError: for a missing source or a folder that cannot be listed.
     """
     if opts.unlabeled and opts.label_from_name is not None:
-        raise UsageError("--unlabeled and --label-from-name exclude each other")
+        raise UsageError(f"{option('unlabeled')} and {option('label_from_name')} exclude each other")
     if opts.fmt not in FORMATS:
-        raise UsageError(f"unknown --format {opts.fmt!r}; choose one of {', '.join(FORMATS)}")
+        raise UsageError(f"unknown label format {opts.fmt!r}; choose one of {', '.join(FORMATS)}", param="format")
     if opts.images_root is not None and not Path(opts.images_root).is_dir():
-        raise SemimtrError(f"--images-root {opts.images_root} is not a folder")
+        raise SemimtrError(f"{opts.images_root} is not a folder", param="images_root")
     out: list[Record] = []
     for src in sources:
         p = Path(src)
@@ -361,7 +361,7 @@ def collect_records(sources: Iterable[str | Path], opts: SourceOptions) -> list[
             out.extend(records_from_folder(p, opts, source=str(src)))
         elif p.is_file():
             if opts.label_from_name is not None:
-                raise UsageError(f"--label-from-name applies to image folders, but {src} is a label file")
+                raise UsageError(f"{option('label_from_name')} applies to image folders, but {src} is a label file")
             out.extend(records_from_label_file(p, opts, source=str(src)))
         else:
             raise SemimtrError(f"source not found: {src}")

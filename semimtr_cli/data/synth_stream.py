@@ -29,7 +29,8 @@ from torch.utils.data import Dataset
 from ..charset import Charset
 from ..errors import SemimtrError
 from .datasets import item_key, make_item, render_views, unlabeled_target
-from .synth import SynthPlan, draw_sample, plan_synth, resolve_fonts
+from .synth import SynthPlan, draw_sample, plan_synth
+from .synth_fonts import resolve_fonts
 from .wordlist import WordList, packaged_words, read_words_file
 
 

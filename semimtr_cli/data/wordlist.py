@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Iterable
 
-from ..errors import SemimtrError
+from ..errors import SemimtrError, option
 
 PACKAGED_WORDS = "english_words.txt"
 # Words kept from frequency lists: ASCII letters, digits, apostrophes and hyphens, 1..25 symbols
@@ -99,7 +99,7 @@ def wordfreq_words(top: int = DEFAULT_WORDFREQ_TOP, lang: str = "en") -> WordLis
     try:
         import wordfreq
     except ImportError:
-        raise SemimtrError("--wordfreq needs the wordfreq package: pip install wordfreq") from None
+        raise SemimtrError(f"{option('wordfreq')} needs the wordfreq package: pip install wordfreq") from None
     words, dropped = [], 0
     for word in wordfreq.top_n_list(lang, top):
         if FREQUENCY_WORD.fullmatch(word):
