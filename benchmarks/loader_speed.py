@@ -29,7 +29,8 @@ from torch.utils.data import DataLoader
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from semimtr_cli.charset import Charset  # noqa: E402
-from semimtr_cli.data.datasets import CropDataset, PerSourcePipeline, collate  # noqa: E402
+from semimtr_cli.data.augment import PerSourcePipeline  # noqa: E402
+from semimtr_cli.data.datasets import CropDataset, collate  # noqa: E402
 from semimtr_cli.data.lmdb_io import write_lmdb  # noqa: E402
 from semimtr_cli.data.synth_fonts import resolve_fonts  # noqa: E402
 from semimtr_cli.data.synth_render import render_word  # noqa: E402

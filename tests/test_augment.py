@@ -10,13 +10,8 @@ from PIL import Image
 
 from semimtr_cli.data import augment_geometry as geo
 from semimtr_cli.data import augment_photometric as ph
-from semimtr_cli.data.augment import (
-    AbinetAugment,
-    STAGE_VIEWS,
-    build_pipeline,
-    stage_view_names,
-    two_view,
-)
+from semimtr_cli.data.augment import build_pipeline, two_view
+from semimtr_cli.data.preview import pipeline_views
 from semimtr_cli.errors import UsageError
 
 NAMES = ("abinet", "strong1", "strong2", "none")
@@ -136,16 +131,19 @@ def test_pickle_round_trip_keeps_behaviour(name):
     img = _crop()
     for i in range(5):
         assert np.array_equal(pipe(img, np.random.default_rng(i)), clone(img, np.random.default_rng(i)))
-    tv = pickle.loads(pickle.dumps(two_view("finetune", seed=1)))
+    tv = pickle.loads(pickle.dumps(two_view("abinet", "strong1", seed=1)))
     a, b = tv(img, np.random.default_rng(0))
     assert a.dtype == np.uint8 and b.shape == img.shape
 
 
 def test_factory_and_stage_views():
-    assert STAGE_VIEWS["finetune"] == ("abinet", "strong1")
-    assert STAGE_VIEWS["seqclr"] == ("strong1", "strong1")
-    assert stage_view_names("teacher-student") == ("abinet", "strong1")
-    tv = two_view("seqclr", seed=0)
+    """The stage choices of show-aug are the paper recipes' views (AugmentConfig defaults)."""
+    assert pipeline_views("teacher-student") == (("teacher", "abinet"), ("student", "strong1"))
+    assert pipeline_views("seqclr") == (("view A", "strong1"), ("view B", "strong1"))
+    assert pipeline_views("strong2") == (("strong2", "strong2"),)
+    with pytest.raises(UsageError):
+        pipeline_views("finetune")
+    tv = two_view("strong1", "strong1", seed=0)
     assert tv.first.name == "strong1" and tv.second.name == "strong1"
     a, b = tv(_crop(), np.random.default_rng(0))
     assert not np.array_equal(a, b)
@@ -156,7 +154,7 @@ def test_factory_and_stage_views():
     with pytest.raises(UsageError):
         build_pipeline("abinet", geometry_p=1.5)
     with pytest.raises(UsageError):
-        two_view("nope")
+        two_view("nope", "strong1")
 
 
 # ----------------------------------------------------------------------------- building blocks

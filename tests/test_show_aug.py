@@ -105,3 +105,55 @@ def test_folder_without_images_is_error(tmp_path):
     (tmp_path / "empty").mkdir()
     r = runner.invoke(app, ["show-aug", str(tmp_path / "empty"), "--out", str(tmp_path / "x.png")])
     assert r.exit_code == 1 and "no LMDB" in r.output
+
+
+def test_recipe_views_are_what_training_draws(tmp_path):
+    """--recipe shows the views of the recipe's augment block (train.recipe.training_views)."""
+    root = _folder(tmp_path, 2)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("stage: finetune\naugment:\n  teacher: strong2\n  student: none\n")
+    out, js = tmp_path / "r.png", tmp_path / "r.json"
+    r = runner.invoke(app, ["show-aug", str(root), "--out", str(out), "--recipe", str(recipe), "--draws", "1",
+                            "--json", str(js)])
+    assert r.exit_code == 0, r.output
+    info = json.loads(js.read_text())
+    assert info["views"] == [{"role": "teacher", "pipeline": "strong2"}, {"role": "student", "pipeline": "none"}]
+    assert info["stage"] == "finetune" and info["pipeline"] is None and info["columns"] == ["original", "teacher 1", "student 1"]
+    settings = info["samples"][0]["settings"]
+    assert (settings["first"]["pipeline"], settings["second"]["pipeline"]) == ("strong2", "none")
+    with Image.open(out) as im:
+        assert im.size == _expected_size(2, 3)
+    # one view without consistency; the vision pre-training views; the LM stage draws none
+    recipe.write_text("stage: finetune\nconsistency:\n  enabled: false\naugment:\n  teacher: strong1\n")
+    r = runner.invoke(app, ["show-aug", str(root), "--out", str(out), "--recipe", str(recipe), "--draws", "2", "--json", "-"])
+    assert r.exit_code == 0, r.output
+    info = json.loads(r.stdout)
+    assert info["views"] == [{"role": "supervised", "pipeline": "strong1"}]
+    assert info["columns"] == ["original", "supervised 1", "supervised 2"]
+    recipe.write_text("stage: pretrain-lm\n")
+    r = runner.invoke(app, ["show-aug", str(root), "--out", str(out), "--recipe", str(recipe)])
+    assert r.exit_code == 2 and "--recipe:" in r.output and "no image views" in r.output
+    r = runner.invoke(app, ["show-aug", str(root), "--out", str(out), "--recipe", str(recipe), "--pipeline", "abinet"])
+    assert r.exit_code == 2 and "--pipeline or --recipe" in r.output
+
+
+def test_stage_choices_match_the_paper_recipes():
+    from pathlib import Path
+
+    from semimtr_cli.train.recipe import load_recipe, training_views
+
+    recipes = Path(__file__).resolve().parents[1] / "recipes" / "semimtr"
+    for choice, name in (("teacher-student", "finetune.yaml"), ("seqclr", "pretrain_vision.yaml")):
+        assert preview.pipeline_views(choice) == training_views(load_recipe(recipes / name))
+
+
+def test_json_to_stdout_and_option_errors(tmp_path):
+    root = _folder(tmp_path, 1)
+    r = runner.invoke(app, ["show-aug", str(root), "--out", str(tmp_path / "x.png"), "--pipeline", "strong1",
+                            "--draws", "1", "--json", "-"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["columns"] == ["original", "strong1 1"]
+    r = runner.invoke(app, ["show-aug", str(root), "--out", str(tmp_path / "x.png"), "--draws", "0"])
+    assert r.exit_code == 2 and "--draws: must be at least 1" in r.output
+    r = runner.invoke(app, ["show-aug", str(root), "--out", str(tmp_path / "x.jpg")])
+    assert r.exit_code == 2 and "--out: must end in .png" in r.output

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from semimtr_cli.charset import Charset
-from semimtr_cli.data.datasets import ConcatCrops, CropDataset, MixedDataset, MixedSampler, PerSourcePipeline
+from semimtr_cli.data.augment import PerSourcePipeline
+from semimtr_cli.data.datasets import ConcatCrops, CropDataset, MixedDataset, MixedSampler
 from semimtr_cli.data.synth import generate
 from semimtr_cli.data.synth_stream import SynthCropDataset, SynthSource
 from semimtr_cli.errors import SemimtrError

@@ -7,65 +7,46 @@ from typing import Optional
 
 import typer
 
+from .options import json_option, summary_console, write_json
+
+JsonOpt = json_option("what was drawn (samples, views, settings)")
+
 
 def command(
     source: Path = typer.Argument(..., help="An LMDB, a folder holding LMDBs, or a folder of images."),
     out: Path = typer.Option(..., "--out", help="PNG file to write (atomically)."),
-    pipeline: str = typer.Option(
-        "teacher-student",
+    pipeline: Optional[str] = typer.Option(
+        None,
         "--pipeline",
-        help="abinet | strong1 | strong2 | teacher-student (abinet teacher + strong1 student) | seqclr (two strong1 views).",
+        help="abinet | strong1 | strong2 | teacher-student (the paper's fine-tuning views: abinet teacher + strong1 "
+             "student; the default) | seqclr (the paper's vision pre-training views: two strong1 views).",
     ),
+    recipe: Optional[Path] = typer.Option(
+        None, "--recipe", help="A training recipe (YAML): show exactly the views its stage draws (its augment block)."),
     num_samples: int = typer.Option(8, "--num-samples", help="Samples (rows), picked at random with --seed."),
     draws: int = typer.Option(4, "--draws", help="Augmented draws per sample (pairs for two-view pipelines)."),
     seed: int = typer.Option(0, "--seed", help="Seed for sample choice and augmentations; same seed, same PNG."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write what was drawn (samples, settings) as JSON."),
+    json_out: JsonOpt = None,
 ) -> None:
     """Draw a PNG grid: per sample the original and K augmented draws (native size + 32x128 model input).
 
     Rows also name the settings a pipeline froze at construction (ABINet's geometric type and
     deterioration), which the official code fixes once per training LMDB.
     """
-    from ..data.preview import PREVIEW_CHOICES, build_rows, load_samples, preview_png_bytes, render_grid
-    from ..errors import UsageError
-    from ..fsutil import atomic_write_bytes, atomic_write_json
-    from ..ui import console
+    from ..data.preview import preview_augmentations
 
-    key = pipeline.strip().lower()
-    if key not in PREVIEW_CHOICES:
-        raise UsageError(f"unknown --pipeline {pipeline!r}; choose one of {', '.join(PREVIEW_CHOICES)}")
-    if num_samples < 1:
-        raise UsageError(f"--num-samples must be at least 1, got {num_samples}")
-    if draws < 1:
-        raise UsageError(f"--draws must be at least 1, got {draws}")
-    if out.suffix.lower() != ".png":
-        raise UsageError(f"--out must end in .png, got {out}")
-
-    samples, skipped = load_samples(source, num_samples, seed)
-    titles, rows = build_rows(samples, key, draws, seed)
-    image = render_grid(titles, rows)
-    atomic_write_bytes(out, preview_png_bytes(image))
-    if json_out is not None:
-        atomic_write_json(
-            json_out,
-            {
-                "source": str(source),
-                "out": str(out),
-                "pipeline": key,
-                "seed": seed,
-                "num_samples": len(samples),
-                "draws": draws,
-                "columns": titles,
-                "width": image.width,
-                "height": image.height,
-                "samples": [row.info for row in rows],
-                "skipped": skipped,
-            },
-        )
+    info = preview_augmentations(source, out, pipeline=pipeline, recipe=recipe, num_samples=num_samples,
+                                 draws=draws, seed=seed)
+    written = write_json(json_out, info)
+    views = ", ".join(f"{v['role']} {v['pipeline']}" if v["role"] != v["pipeline"] else v["pipeline"]
+                      for v in info["views"])
+    what = f"recipe {recipe} ({info['stage']}: {views})" if recipe is not None else f"pipeline {info['pipeline']}"
+    skipped = info["skipped"]
+    console = summary_console(json_out)
     console.print(
-        f"wrote [bold]{out}[/] ({image.width}x{image.height} px): {len(samples)} samples x {draws} draws, "
-        f"pipeline {key}, seed {seed}" + (f"; {len(skipped)} undecodable sample(s) skipped" if skipped else ""),
+        f"wrote [bold]{out}[/] ({info['width']}x{info['height']} px): {info['num_samples']} samples x {draws} draws, "
+        f"{what}, seed {seed}" + (f"; {len(skipped)} undecodable sample(s) skipped" if skipped else ""),
         highlight=False,
     )
-    if json_out is not None:
-        console.print(f"wrote {json_out}", highlight=False)
+    if written not in (None, "stdout"):
+        console.print(f"wrote {written}", highlight=False)

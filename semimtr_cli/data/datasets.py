@@ -27,51 +27,12 @@ from torch.utils.data import Dataset
 
 from ..charset import Charset
 from ..errors import SemimtrError
+from .augment import PerSourcePipeline
 from .image import DEFAULT_HEIGHT, DEFAULT_WIDTH, MIN_SIDE, as_uint8_array, decode_image, to_model_input
 from .lmdb_io import LmdbReader, find_lmdbs, is_unlabeled_marker
 
 # transform(image HxWx3 uint8, rng) -> image HxWx3 uint8 (size may change)
 Transform = Callable[[np.ndarray, np.random.Generator], np.ndarray]
-
-
-
-class PerSourcePipeline:
-    """A named augmentation pipeline built once per LMDB, seeded ``seed * 1000 + lmdb index``.
-
-    The official loader builds its transform per LMDB dataset, and ABINet's augmentation
-    freezes one geometric type and one set of deterioration parameters at construction, so
-    each LMDB gets its own frozen choice. This reproduces that. Built lazily in each worker.
-
-    ``ramp`` = (start, length) in global draws switches the augmentation on gradually (a named
-    CPU-recipe option, off in the paper recipes): the crop of draw ``d`` is augmented with
-    probability ``clip((d - start) / length, 0, 1)``, so a model from scratch first locks onto
-    characters on clean crops. The decision comes from the item's own generator, so it is as
-    reproducible as the augmentation itself.
-    """
-
-    def __init__(self, name: str, seed: int, ramp: tuple[int, int] = (0, 0)):
-        self.name, self.seed = name, int(seed)
-        self.ramp = (int(ramp[0]), int(ramp[1]))
-        self._built: dict[int, Transform] = {}
-
-    def augment_share(self, draw: int) -> float:
-        """Probability that the crop of global draw ``draw`` is augmented."""
-        start, length = self.ramp
-        if draw < start:
-            return 0.0
-        return 1.0 if length <= 0 else min(1.0, (draw - start) / length)
-
-    def __call__(self, img: np.ndarray, rng: np.random.Generator, *, source: int = 0, draw: int = 0) -> np.ndarray:
-        if self.ramp != (0, 0) and rng.uniform() >= self.augment_share(draw):
-            return img
-        return self.for_source(source)(img, rng)
-
-    def for_source(self, source: int) -> Transform:
-        if source not in self._built:
-            from .augment import build_pipeline
-
-            self._built[source] = build_pipeline(self.name, seed=self.seed * 1000 + source)
-        return self._built[source]
 
 
 class BadSample(SemimtrError):

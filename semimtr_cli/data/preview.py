@@ -5,6 +5,12 @@ the original and the augmented draws. Each cell shows the image at its own aspec
 (top, fitted into a box, nearest-neighbour when enlarged so noise stays visible) and the
 32x128 model input the network would see (bottom, shown at 2x).
 Everything is seeded: the same arguments give the same PNG bytes.
+
+The views come from a training recipe (:func:`semimtr_cli.train.recipe.training_views`, the
+map the training stages use): ``--recipe R`` shows R's views, the two-view choices
+``teacher-student`` and ``seqclr`` the paper recipe's fine-tuning and vision pre-training
+views, and a pipeline name (``abinet``, ``strong1``, ``strong2``) that pipeline alone.
+:func:`preview_augmentations` is the ``show-aug`` entry point.
 """
 
 from __future__ import annotations
@@ -15,13 +21,18 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from ..errors import SemimtrError, UsageError
-from .augment import PIPELINE_NAMES, build_pipeline, two_view
+from ..errors import SemimtrError, UsageError, option
+from .augment import build_pipeline, two_view
 from .image import DEFAULT_HEIGHT, DEFAULT_WIDTH, decode_image, resize_uint8
 from .synth_fonts import bundled_font_dir
 
 PREVIEW_CHOICES = ("abinet", "strong1", "strong2", "teacher-student", "seqclr")
-_TWO_VIEW = {"teacher-student": ("finetune", "teacher", "student"), "seqclr": ("seqclr", "view A", "view B")}
+#: The two-view choices and the paper recipe stage whose views they show.
+STAGE_CHOICES = {"teacher-student": "finetune", "seqclr": "pretrain-vision"}
+DEFAULT_CHOICE = "teacher-student"
+
+#: A view: (role, pipeline name), e.g. ("teacher", "abinet").
+View = tuple[str, str]
 
 CELL_W = 2 * DEFAULT_WIDTH  # 256
 NATIVE_H = 80
@@ -127,35 +138,65 @@ def _row_seed(seed: int, row: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(row)]).generate_state(1)[0])
 
 
-def build_rows(samples: list[PreviewSample], pipeline: str, draws: int, seed: int) -> tuple[list[str], list[GridRow]]:
-    """Augment every sample ``draws`` times; returns (column titles, rows).
-
-    A pipeline is built per row (seeded from ``seed`` and the row), so rows show the range
-    of construction-time choices (e.g. ABINet's frozen geometric type); each draw uses
-    ``default_rng([seed, row, draw])``.
+def pipeline_views(pipeline: str) -> tuple[View, ...]:
+    """The views of a ``show-aug`` pipeline choice: one named pipeline, or for a two-view choice
+    the paper recipe's views of its stage (``AugmentConfig`` defaults).
 
     Raises:
-        UsageError: unknown ``pipeline`` or ``draws < 1``.
+        UsageError: ``pipeline`` is not one of :data:`PREVIEW_CHOICES`.
     """
     key = pipeline.strip().lower()
-    if key not in PREVIEW_CHOICES and key not in PIPELINE_NAMES:
-        raise UsageError(f"unknown pipeline {pipeline!r}; choose one of {', '.join(PREVIEW_CHOICES)}")
+    if key in STAGE_CHOICES:
+        from ..train.recipe import Recipe, training_views
+
+        return training_views(Recipe(stage=STAGE_CHOICES[key]))
+    if key not in PREVIEW_CHOICES:
+        raise UsageError(f"unknown {option('pipeline')} {pipeline!r}; choose one of {', '.join(PREVIEW_CHOICES)}")
+    return ((key, key),)
+
+
+def recipe_views(path: str | Path) -> tuple[str, tuple[View, ...]]:
+    """(stage, views) of the recipe file ``path``: exactly the views its training draws.
+
+    Raises:
+        SemimtrError: unreadable recipe; UsageError: its stage draws no image views.
+    """
+    from ..train.recipe import load_recipe, training_views
+
+    recipe = load_recipe(path)
+    views = training_views(recipe)
+    if not views:
+        raise UsageError(f"{path}: a {recipe.stage} recipe draws no image views to preview", param="recipe")
+    return recipe.stage, views
+
+
+def _row_pipeline(views: tuple[View, ...], seed: int):
+    if len(views) == 1:
+        return build_pipeline(views[0][1], seed=seed)
+    (_, first), (_, second) = views
+    return two_view(first, second, seed=seed)
+
+
+def build_rows(samples: list[PreviewSample], views: tuple[View, ...], draws: int,
+               seed: int) -> tuple[list[str], list[GridRow]]:
+    """Augment every sample ``draws`` times with ``views`` (one or two); returns (column titles, rows).
+
+    A pipeline is built per row (seeded from ``seed`` and the row; a second view from that
+    seed + 1), so rows show the range of construction-time choices (e.g. ABINet's frozen
+    geometric type); each draw uses ``default_rng([seed, row, draw])``.
+
+    Raises:
+        UsageError: not one or two views, or ``draws < 1``.
+    """
+    views = tuple((str(role), str(name)) for role, name in views)
+    if len(views) not in (1, 2):
+        raise UsageError(f"a preview shows one or two views, got {len(views)}", param="views")
     if draws < 1:
-        raise UsageError(f"--draws must be at least 1, got {draws}")
-    titles = ["original"]
-    if key in _TWO_VIEW:
-        stage, a, b = _TWO_VIEW[key]
-        for j in range(draws):
-            titles += [f"{a} {j + 1}", f"{b} {j + 1}"]
-    else:
-        titles += [f"{key} {j + 1}" for j in range(draws)]
+        raise UsageError(f"must be at least 1, got {draws}", param="draws")
+    titles = ["original"] + [f"{role} {j + 1}" for j in range(draws) for role, _ in views]
     rows = []
     for i, sample in enumerate(samples):
-        rs = _row_seed(seed, i)
-        if key in _TWO_VIEW:
-            aug = two_view(_TWO_VIEW[key][0], seed=rs)
-        else:
-            aug = build_pipeline(key, seed=rs)
+        aug = _row_pipeline(views, _row_seed(seed, i))
         cells = [sample.image]
         for j in range(draws):
             out = aug(sample.image, np.random.default_rng([int(seed), i, j]))
@@ -244,3 +285,51 @@ def preview_png_bytes(image: Image.Image) -> bytes:
     buf = io.BytesIO()
     image.save(buf, format="PNG", optimize=False, compress_level=6)
     return buf.getvalue()
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def preview_augmentations(source: str | Path, out: str | Path, *, pipeline: str | None = None,
+                          recipe: str | Path | None = None, num_samples: int = 8, draws: int = 4,
+                          seed: int = 0) -> dict:
+    """Draw the preview grid of ``source`` into the PNG ``out`` (atomically).
+
+    The views: those training with the recipe file ``recipe`` draws, else the ``pipeline``
+    choice (default ``teacher-student``); not both.
+
+    Returns:
+        What was drawn (the ``show-aug --json`` record): source, out, pipeline (None with a
+        recipe), recipe and stage (with a recipe), views, seed, num_samples, draws, columns,
+        width, height, samples (per row: name, label, size, pipeline settings), skipped.
+    Raises:
+        UsageError: bad option; SemimtrError: unreadable source or recipe.
+    """
+    from ..fsutil import atomic_write_bytes
+
+    if pipeline is not None and recipe is not None:
+        raise UsageError(f"give {option('pipeline')} or {option('recipe')}, not both")
+    if recipe is not None:
+        key, (stage, views) = None, recipe_views(recipe)
+    else:
+        key, stage = (pipeline or DEFAULT_CHOICE).strip().lower(), None
+        views = pipeline_views(key)
+    if num_samples < 1:
+        raise UsageError(f"must be at least 1, got {num_samples}", param="num_samples")
+    if draws < 1:
+        raise UsageError(f"must be at least 1, got {draws}", param="draws")
+    if Path(out).suffix.lower() != ".png":
+        raise UsageError(f"must end in .png, got {out}", param="out")
+    samples, skipped = load_samples(source, num_samples, seed)
+    titles, rows = build_rows(samples, views, draws, seed)
+    image = render_grid(titles, rows)
+    atomic_write_bytes(out, preview_png_bytes(image))
+    info = {"source": str(source), "out": str(out), "pipeline": key}
+    if recipe is not None:
+        info.update(recipe=str(recipe), stage=stage)
+    info.update({
+        "views": [{"role": role, "pipeline": name} for role, name in views],
+        "seed": seed, "num_samples": len(samples), "draws": draws, "columns": titles,
+        "width": image.width, "height": image.height, "samples": [row.info for row in rows], "skipped": skipped,
+    })
+    return info

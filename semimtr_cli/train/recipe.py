@@ -89,6 +89,28 @@ class AugmentConfig:
     ramp_steps: int = 0
 
 
+def training_views(recipe: Recipe) -> tuple[tuple[str, str], ...]:
+    """``(role, pipeline name)`` of every view the recipe's stage draws per crop, in batch order.
+
+    The one stage -> views map: ``pretrain-vision`` draws two ``augment.seqclr`` views
+    (``view A``, ``view B``; one ``augment.supervised`` view in ``seqclr.mode: ce_only``),
+    ``finetune`` the ``augment.teacher`` and ``augment.student`` views (one ``augment.teacher``
+    view without consistency), ``pretrain-lm`` none. The training stages build their views
+    from it and ``semimtr show-aug`` previews it; the paper's views are those of
+    ``Recipe(stage=...)``, whose ``AugmentConfig`` defaults are the paper's pipelines.
+    """
+    aug = recipe.augment
+    if recipe.stage == "pretrain-vision":
+        if recipe.seqclr.mode == "ce_only":
+            return (("supervised", aug.supervised),)
+        return (("view A", aug.seqclr), ("view B", aug.seqclr))
+    if recipe.stage == "finetune":
+        if not recipe.consistency.enabled:
+            return (("supervised", aug.teacher),)
+        return (("teacher", aug.teacher), ("student", aug.student))
+    return ()
+
+
 @dataclass
 class OptimConfig:
     """Adam with the official schedule (piecewise constant, x gamma per phase).

@@ -27,7 +27,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from .. import losses
 from ..charset import Charset
-from ..data.datasets import ConcatCrops, CropDataset, MixedDataset, MixedSampler, PerSourcePipeline, collate, n_sources
+from ..data.augment import PerSourcePipeline
+from ..data.datasets import ConcatCrops, CropDataset, MixedDataset, MixedSampler, collate, n_sources
 from ..data.synth_stream import SynthCropDataset, SynthSource
 from ..data.text_corpus import TextCorpusDataset, read_corpus_words, zipf_occurrences
 from ..data.text_noise import disturb_word, spelling_mutation
@@ -39,7 +40,7 @@ from ..model.outputs import HEADS, HeadOutput
 from ..model.transfer import TransferReport, load_part
 from ..predict import decode_logits
 from .distributed import DistInfo, gather, gather_output
-from .recipe import Recipe
+from .recipe import Recipe, training_views
 
 
 class PerView(nn.Module):
@@ -182,6 +183,10 @@ class Stage:
                                rank=self.ctx.dist.rank, world_size=self.ctx.dist.world_size)
         return MixedDataset(parts), sampler
 
+    def views(self) -> tuple:
+        """One transform per view of :func:`recipe.training_views` (offsets 0, 1, ...)."""
+        return tuple(self.pipeline(name, k) for k, (_, name) in enumerate(training_views(self.recipe)))
+
     def pipeline(self, name: str, offset: int):
         """The view transform for pipeline ``name`` (one frozen instance per LMDB, as official)."""
         aug, batch = self.recipe.augment, self.recipe.train.batch_size
@@ -286,10 +291,9 @@ class PretrainVision(Stage):
         return model if self.mode == "ce_only" else PerView(model)
 
     def train_dataset(self):
-        aug = self.recipe.augment
+        views = self.views()
         if self.mode == "ce_only":
-            return self.mix([self.labeled_set((self.pipeline(aug.supervised, 0),), required=True)])
-        views = (self.pipeline(aug.seqclr, 0), self.pipeline(aug.seqclr, 1))
+            return self.mix([self.labeled_set(views, required=True)])
         parts = self.crop_parts(views, labeled_required=self.mode == "semimtr" and not self.recipe.data.unlabeled)
         if not parts:
             raise SemimtrError(f"{self.name}: give data.labeled and/or data.unlabeled LMDBs")
@@ -467,10 +471,9 @@ class Finetune(Stage):
         return PerView(model) if self.consistency and not self.recipe.consistency.ema else model
 
     def train_dataset(self):
-        aug = self.recipe.augment
+        views = self.views()
         if not self.consistency:
-            return self.mix([self.labeled_set((self.pipeline(aug.teacher, 0),), required=True)])
-        views = (self.pipeline(aug.teacher, 0), self.pipeline(aug.student, 1))
+            return self.mix([self.labeled_set(views, required=True)])
         parts = self.crop_parts(views, labeled_required=True)
         return self.mix(parts)
 
