@@ -20,7 +20,9 @@ from semimtr_cli.model.checkpoint import save_checkpoint
 from semimtr_cli.model.config import ModelConfig
 from semimtr_cli.model.factory import build_model
 from semimtr_cli.model.outputs import HeadOutput
-from semimtr_cli.pseudolabels import PseudoLabels, parse_thresholds, slot_stats, summarize
+from semimtr_cli.errors import UsageError
+from semimtr_cli.pseudolabel_stats import PseudoLabels, parse_thresholds, slot_stats, summarize
+from semimtr_cli.pseudolabels import pseudo_label_report
 
 CS = Charset.preset("36")
 MICRO = dict(resnet_stem_channels=4, resnet_channels=[4, 8, 8, 16, 32], resnet_blocks=[1, 1, 1, 1, 1], d_model=32,
@@ -79,8 +81,9 @@ def test_summary_accuracy_and_coverage_by_hand():
 def test_parse_thresholds():
     assert parse_thresholds("0.9, 0.5,0.9") == [0.5, 0.9]
     for bad in ("x", "1.5", ""):
-        with pytest.raises(Exception):
+        with pytest.raises(UsageError) as err:
             parse_thresholds(bad)
+        assert str(err.value).startswith("thresholds: ") and "--" not in str(err.value)
 
 
 @pytest.fixture(scope="module")
@@ -142,3 +145,23 @@ def test_weak_view_is_seeded_and_gallery_refuses_foreign_folder(setup, tmp_path)
                                    "--html", str(foreign), "--device", "cpu"])
     assert res.exit_code == 1 and "refusing" in res.output
     assert (foreign / "keep.txt").read_text() == "mine"
+
+
+def test_json_to_stdout_and_errors_name_parameters(setup, tmp_path):
+    root, ckpt = setup
+    res = CliRunner().invoke(app, ["pseudo-labels", str(ckpt), "--unlabeled", str(root / "labeled"), "--json", "-",
+                                   "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert data["evaluated"] == 6 and len(data["rows"]) == 6 and data["checkpoint"] == str(ckpt)
+    res = CliRunner().invoke(app, ["pseudo-labels", str(ckpt), "--unlabeled", str(root / "labeled"), "--view", "soft"])
+    assert res.exit_code == 2 and "--view: must be one of clean, weak" in res.output
+    res = CliRunner().invoke(app, ["pseudo-labels", str(ckpt), "--unlabeled", str(root / "labeled"), "-b", "0"])
+    assert res.exit_code == 2 and "--batch-size: must be >= 1" in res.output
+    with pytest.raises(UsageError, match="^html_limit: must be >= 0"):
+        pseudo_label_report(ckpt, [root / "labeled"], html_limit=-1)
+    foreign = tmp_path / "file.txt"
+    foreign.write_text("x")
+    with pytest.raises(Exception, match="^html: .*not a folder"):
+        pseudo_label_report(ckpt, [root / "labeled"], html=foreign, device="cpu")
+

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
 from .. import ui
-from ..errors import UsageError
+from .options import json_option, summary_console, write_json
+
+JsonOpt = json_option("the summary and every row (OUT/summary.json holds the summary only)")
 
 
 def command(
@@ -24,7 +25,7 @@ def command(
     html_dir: Optional[Path] = typer.Option(None, "--html", help="Write a static gallery (index.html + images/) here."),
     html_limit: int = typer.Option(2000, "--html-limit", help="Most samples in the gallery (lowest confidence first); 0 = all."),
     csv_out: Optional[Path] = typer.Option(None, "--csv", help="Per-sample rows as CSV (default OUT/pseudo_labels.csv)."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Summary and rows as JSON (default OUT/summary.json, summary only)."),
+    json_out: JsonOpt = None,
     batch_size: int = typer.Option(64, "--batch-size", "-b", help="Images per forward pass."),
     workers: int = typer.Option(0, "--workers", help="DataLoader worker processes."),
     precision: str = typer.Option("auto", "--precision", help="auto (bf16 where fast here and it keeps the fp32 words of the first batch), fp32 or bf16."),
@@ -38,68 +39,30 @@ def command(
     supervises pass, and the share of passing slots is reported too. When the LMDB holds
     labels, the pseudo-label accuracy and coverage at each threshold are reported.
     """
-    import pandas as pd
-    import torch
+    from ..pseudolabels import pseudo_label_report
 
-    from ..evaluate import load_predictor
-    from ..fsutil import atomic_path, atomic_write_json
-    from ..predict import CONFIDENCE_MODES
-    from ..pseudolabels import VIEWS, parse_thresholds, plot_histograms, run_teacher, summarize, write_gallery
-
-    if view not in VIEWS:
-        raise UsageError(f"--view must be one of {', '.join(VIEWS)}, got {view!r}")
-    if confidence not in CONFIDENCE_MODES:
-        raise UsageError(f"--confidence must be one of {', '.join(CONFIDENCE_MODES)}, got {confidence!r}")
-    if batch_size < 1 or workers < 0 or html_limit < 0:
-        raise UsageError("--batch-size must be >= 1, --workers and --html-limit >= 0")
-    thr = parse_thresholds(thresholds)
-    predictor = load_predictor(checkpoint, device=device, precision=precision)
-    predictor.check_head(head)
-    ui.err_console.print(f"[dim]{predictor.kind} teacher, head {head}, {view} view, {predictor.charset.describe()}[/]",
-                         highlight=False)
-    start = time.perf_counter()
-    with torch.inference_mode(), ui.progress("teacher", total=None, transient=True) as advance:
-        result = run_teacher(predictor, unlabeled, head=head, view=view, seed=seed, thresholds=thr,
-                             confidence=confidence, batch_size=batch_size, workers=workers, on_progress=advance)
-    seconds = time.perf_counter() - start
-    summary = summarize(result)
-    summary["checkpoint"] = str(checkpoint)
-    summary["inputs"] = [str(p) for p in unlabeled]
-    summary["seconds"] = seconds
-    summary["precision"] = {"name": predictor.precision, "reason": predictor.precision_reason}
-
-    _print_summary(summary)
-    for key, msg in result.bad_images:
+    with ui.progress("teacher", total=None, transient=True) as advance:
+        report = pseudo_label_report(
+            checkpoint, unlabeled, head=head, view=view, seed=seed, thresholds=thresholds, confidence=confidence,
+            batch_size=batch_size, workers=workers, device=device, precision=precision, out=out, csv=csv_out,
+            html=html_dir, html_limit=html_limit, on_progress=advance,
+            log=lambda line: ui.err_console.print(f"[dim]{line}[/]", highlight=False))
+    summary = report.summary
+    _print_summary(summary, summary_console(json_out))
+    for _, msg in report.result.bad_images:
         ui.err_console.print(f"[yellow]unreadable[/] {msg}", highlight=False)
-
-    written = []
-    columns = ["index", "lmdb", "key", "text", "confidence", "length", "min_slot_prob",
-               *[f"kept@{t:g}" for t in thr], "label", "correct"]
-    csv_path = csv_out or (out / "pseudo_labels.csv" if out else None)
-    if csv_path is not None:
-        with atomic_path(csv_path, suffix=".csv") as tmp:
-            pd.DataFrame(result.rows, columns=columns).to_csv(tmp, index=False)
-        written.append(str(csv_path))
-    if out is not None:
-        atomic_write_json(out / "summary.json", summary)
-        written.append(str(out / "summary.json"))
-        written.extend(str(p) for p in plot_histograms(result, out))
+    written = list(report.written)
     if json_out is not None:
-        atomic_write_json(json_out, {**summary, "rows": result.rows})
-        written.append(str(json_out))
-    if html_dir is not None:
-        with torch.inference_mode():
-            info = write_gallery(result, unlabeled, predictor, html_dir, limit=html_limit or None)
-        written.append(f"{info['path']} ({info['shown']} of {info['total']} samples)")
+        written.append(write_json(json_out, {**summary, "rows": report.result.rows}))
     ui.err_console.print(
-        f"{summary['evaluated']} sample(s) in {seconds:.1f} s"
+        f"{summary['evaluated']} sample(s) in {report.seconds:.1f} s"
         + (f", {summary['bad_images']} unreadable" if summary["bad_images"] else "")
         + (f"; wrote {', '.join(written)}" if written else ""),
         highlight=False,
     )
 
 
-def _print_summary(summary: dict) -> None:
+def _print_summary(summary: dict, console) -> None:
     from rich.table import Table
 
     labeled = summary["labeled"] > 0
@@ -114,8 +77,8 @@ def _print_summary(summary: dict) -> None:
         if labeled:
             cells += ["-" if t["accuracy"] is None else f"{t['accuracy']:.2f}", f"{t['coverage']:.2f}"]
         table.add_row(*cells)
-    ui.console.print(table)
+    console.print(table)
     top = summary["most_frequent"][:10]
     if top:
-        ui.console.print("most frequent: " + ", ".join(f"{t['text'] or '(empty)'} x{t['count']}" for t in top),
-                         highlight=False)
+        console.print("most frequent: " + ", ".join(f"{t['text'] or '(empty)'} x{t['count']}" for t in top),
+                      highlight=False)
