@@ -20,7 +20,7 @@ from semimtr_cli.config import (
     to_dict,
     type_name,
 )
-from semimtr_cli.errors import SemimtrError, UsageError
+from semimtr_cli.errors import SemimtrError, UsageError, as_flag
 
 
 # A schema that exercises every supported field type (test-only).
@@ -253,7 +253,8 @@ def test_later_override_wins_and_overrides_are_not_shared():
 def test_bad_overrides(override, message):
     with pytest.raises(OverrideError) as err:
         load_config(Recipe, None, [override])
-    assert message in str(err.value)
+    assert message in err.value.render(as_flag)  # what the CLI prints
+    assert "--" not in str(err.value)  # the library names the parameter, not the flag
     assert err.value.exit_code == 2 and isinstance(err.value, UsageError)
 
 
@@ -264,6 +265,10 @@ def test_malformed_overrides_are_usage_errors():
     assert parse_override("optim.lr=3e-4") == (["optim", "lr"], "3e-4")
     assert parse_override("data.train=[a,b]") == (["data", "train"], ["a", "b"])
     assert parse_override("a.b=x=y") == (["a", "b"], "x=y")
+    with pytest.raises(OverrideError) as err:
+        parse_override("optim.lr")
+    assert err.value.render(as_flag) == "--set 'optim.lr': expected KEY=VALUE, e.g. --set optim.lr=3e-4"
+    assert str(err.value) == "set 'optim.lr': expected KEY=VALUE, e.g. set optim.lr=3e-4"
 
 
 # --------------------------------------------------------------------------- output
