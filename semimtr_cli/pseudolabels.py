@@ -1,6 +1,6 @@
 """What a teacher would teach: run the teacher over unlabeled crops (``semimtr pseudo-labels``).
 
-The teacher runs as fine-tuning runs it (train/stages.py ``Finetune``): the image is the clean
+The teacher runs as fine-tuning runs it (train/finetune.py ``Finetune``): the image is the clean
 crop or the weak view (the ABINet pipeline, one frozen instance per LMDB, per-item generator
 ``[seed, index, index]`` as the training datasets derive it), the chosen head's *last iteration*
 gives the targets, and :func:`semimtr_cli.losses.teacher_targets` turns its logits into

@@ -340,3 +340,12 @@ def test_ema_teacher_is_validated_and_selected(select, data, tmp_path):
     floats = [k for k in expected if expected[k].is_floating_point() and k in best["state_dict"]]
     assert all(torch.equal(best["state_dict"][k], expected[k]) for k in floats)
     assert any(not torch.equal(best["state_dict"][k], other[k]) for k in floats)
+
+
+def test_stage_registry_names_every_stage_and_reexports_its_parts():
+    from semimtr_cli.train import finetune, pretrain_lm, pretrain_vision, stage_base, stages, wrappers
+
+    assert {name: cls.__module__ for name, cls in stages.STAGE_CLASSES.items()} == {
+        "pretrain-vision": pretrain_vision.__name__, "pretrain-lm": pretrain_lm.__name__, "finetune": finetune.__name__}
+    assert all(issubclass(cls, stage_base.Stage) for cls in stages.STAGE_CLASSES.values())
+    assert (stages.StageContext, stages.PerView, stages.unwrap) == (stage_base.StageContext, wrappers.PerView, wrappers.unwrap)

@@ -40,7 +40,8 @@ from ..runtime import choose_precision, cpu_info, pick_device
 from . import distributed as ddp
 from .recipe import Recipe
 from .schedule import make_optimizer, make_scheduler
-from .stages import STAGE_CLASSES, StageContext
+from .stage_base import StageContext
+from .stages import STAGE_CLASSES
 from .state import LoopState, MetricsLog, capture_rng, restore_rng, seed_all
 
 Progress = Callable[[int, int, dict], None]

@@ -1,0 +1,127 @@
+"""Stage 3, ``finetune``: the full recognizer (vision + language + fusion) trained with
+supervised CE and the consistency of a strong-view student with a weak-view teacher (the same
+network, or an EMA copy that is validated beside it and can be the one ``best.pt`` keeps)."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from .. import losses
+from ..errors import SemimtrError
+from ..model.outputs import HEADS
+from .distributed import gather, gather_output
+from .stage_base import Stage
+from .wrappers import PerView, unwrap
+
+
+class Finetune(Stage):
+    """The full model trained with supervised CE on both views + teacher/student consistency.
+
+    Teacher view: ABINet augmentation (weak); student view: severity-1 (strong). With
+    ``consistency.enabled: false`` this is supervised fine-tuning on one view (ABINet's
+    recipe). With ``consistency.ema`` a separate EMA copy of the model is the teacher.
+    """
+
+    name = "finetune"
+    model_kind = "full"
+    heads = HEADS
+    select_key = "alignment"
+
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        self.ema_model: nn.Module | None = None
+
+    @property
+    def consistency(self) -> bool:
+        return self.recipe.consistency.enabled
+
+    def apply_init(self, model):
+        init = self.recipe.init
+        if init.full and (init.vision or init.language):
+            raise SemimtrError("init.full excludes init.vision/init.language; give either a full checkpoint or the parts")
+        if init.full:
+            self._init_from(model, init.full, "full")
+        if init.vision:
+            self._init_from(model.vision, init.vision, "vision")
+        if init.language:
+            self._init_from(model.language, init.language, "language")
+
+    def build_model(self):
+        model = super().build_model()
+        if self.consistency and self.recipe.consistency.ema:
+            self.ema_model = copy.deepcopy(model).to(self.ctx.device)
+            for p in self.ema_model.parameters():
+                p.requires_grad_(False)
+        return model
+
+    def wrap(self, model):
+        return PerView(model) if self.consistency and not self.recipe.consistency.ema else model
+
+    def train_dataset(self):
+        views = self.views()
+        if not self.consistency:
+            return self.mix([self.labeled_set(views, required=True)])
+        parts = self.crop_parts(views, labeled_required=True)
+        return self.mix(parts)
+
+    def loss(self, model, batch):
+        dev, dist, cfg = self.ctx.device, self.ctx.dist, self.recipe.consistency
+        images = batch["image"].to(dev, non_blocking=True)
+        target = gather(batch["label"].to(dev), dist)
+        lengths = gather(batch["length"].to(dev), dist)
+        if not self.consistency:
+            out = gather_output(model(images), dist)
+            total, parts = losses.supervised_loss(out, target, lengths)
+            return total, parts
+        if self.ema_model is not None:  # separate mean teacher: no gradient, no teacher-view CE
+            with torch.no_grad():
+                teacher = gather_output(self.ema_model(images[:, 0]), dist)
+            student = gather_output(model(images[:, 1]), dist)
+        else:  # one network on both views, as the official ConsistencyRegularizationFusionModel
+            teacher, student = (gather_output(o, dist) for o in model(images))
+        total, parts = losses.finetune_objective(
+            teacher, student, target, lengths, consistency_weight=cfg.weight, supervise_teacher=self.ema_model is None,
+            pairing=cfg.pairing, student_heads=cfg.student_heads, one_hot=cfg.one_hot, kl=cfg.kl,
+            threshold=cfg.threshold, stop_gradient=cfg.stop_gradient, iteration_reduction=cfg.iteration_reduction)
+        return total, parts
+
+    def predict_heads(self, model, images):
+        out = model(images)
+        return {h: out.head(h) for h in self.heads}
+
+    @property
+    def selects_teacher(self) -> bool:
+        return self.ema_model is not None and self.recipe.consistency.select == "teacher"
+
+    def validate(self, model, autocast):
+        """The student's values and, with an EMA teacher, the teacher's (keys ``teacher_*``)."""
+        values = super().validate(model, autocast)
+        if self.ema_model is not None:
+            values.update({f"teacher_{k}": v for k, v in super().validate(self.ema_model, autocast).items()})
+        return values
+
+    def selection_key(self) -> str:
+        key = super().selection_key()
+        return f"teacher_{key}" if self.selects_teacher else key
+
+    def selected_model(self, model):
+        return self.ema_model if self.selects_teacher else model
+
+    @torch.no_grad()
+    def after_step(self, model):
+        if self.ema_model is None:
+            return
+        d = self.recipe.consistency.ema_decay
+        student = dict(unwrap(model).named_parameters())
+        for name, p in self.ema_model.named_parameters():
+            p.mul_(d).add_(student[name].detach(), alpha=1 - d)
+
+    def extra_state(self):
+        return {"ema_state_dict": self.ema_model.state_dict()} if self.ema_model is not None else {}
+
+    def load_extra_state(self, state):
+        if self.ema_model is not None and "ema_state_dict" in state:
+            self.ema_model.load_state_dict(state["ema_state_dict"])

@@ -1,0 +1,52 @@
+"""The wrappers a training model runs inside, and how to get the user model back out.
+
+``PerView`` runs a network once per view of a two-view batch; DDP and ``torch.compile`` add
+their own layers. ``unwrap`` peels all of them off (EMA updates, validation and checkpoints
+need the plain network); ``eval_mode`` runs a block in eval mode and restores the old mode.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch import nn
+
+
+class PerView(nn.Module):
+    """Runs the wrapped model separately on each view of (N, V, 3, H, W) images.
+
+    Separate passes keep batch-norm statistics per view, as the official two-view models do;
+    wrapping them in one module gives DDP a single forward per step.
+    """
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> list:
+        return [self.model(images[:, v]) for v in range(images.shape[1])]
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module):
+    """Run a block with ``model`` in eval mode, restoring its previous mode afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The user model inside DDP / PerView / torch.compile wrappers."""
+    while True:
+        if hasattr(model, "module"):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        elif isinstance(model, PerView):
+            model = model.model
+        else:
+            return model
