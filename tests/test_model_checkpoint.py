@@ -83,3 +83,14 @@ def test_strict_loading_lists_keys():
         load_state_dict_strict(model, sd, "x.pt")
     msg = str(info.value)
     assert "x.pt" in msg and "cls.bias" in msg and "extra.weight" in msg and "proj.weight (3, 3)" in msg
+
+
+def test_bad_model_config_in_a_checkpoint_names_file_and_key(tmp_path):
+    model = build_model("language", ModelConfig.preset("tiny"), CS)
+    path = save_checkpoint(tmp_path / "m.pt", model, CS)
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["model_config"]["lm_layer"] = ckpt["model_config"].pop("lm_layers")
+    torch.save(ckpt, path)
+    with pytest.raises(SemimtrError) as err:
+        model_from_checkpoint(path)
+    assert str(err.value) == f"{path}: model config: unknown key 'lm_layer' (did you mean 'lm_layers'?)"

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from semimtr_cli.charset import Charset
+from semimtr_cli.config import ConfigError
 from semimtr_cli.errors import SemimtrError
 from semimtr_cli.model.attention import PositionAttention
 from semimtr_cli.model.config import ModelConfig
@@ -199,6 +200,22 @@ def test_config_round_trip_and_unknown_keys(tiny):
         ModelConfig.from_dict({"d_model": 256})
     with pytest.raises(SemimtrError, match="unknown model preset"):
         ModelConfig.preset("huge")
+
+
+def test_config_errors_come_from_the_config_loader(tiny):
+    d = tiny.to_dict()
+    with pytest.raises(ConfigError) as err:
+        ModelConfig.from_dict({**d, "d_modle": 3})
+    assert str(err.value) == "model config: unknown key 'd_modle' (did you mean 'd_model'?)"
+    with pytest.raises(ConfigError, match=r"^m.pt: 'activation' must be one of 'relu', 'gelu', got 'tanh'$"):
+        ModelConfig.from_dict({**d, "activation": "tanh"}, source="m.pt")
+    with pytest.raises(ConfigError, match=r"'seqclr_scheme' must be one of 'null', 'linear_per_column'"):
+        ModelConfig.preset("tiny", seqclr_scheme="mlp")
+    with pytest.raises(ConfigError, match=r"'lm_detach' must be bool, got 'yes'"):
+        ModelConfig.from_dict({**d, "lm_detach": "yes"})
+    # plain data as older writers stored it: integral floats/strings and tuples still load
+    legacy = {**d, "resnet_channels": tuple(float(c) for c in d["resnet_channels"]), "d_model": "128"}
+    assert ModelConfig.from_dict(legacy) == tiny
 
 
 def test_config_must_agree_with_charset(tiny):

@@ -3,18 +3,25 @@
 The defaults are the paper's model (ABINet/SemiMTR: ResNet45 + 3 transformer layers, position
 attention, 4-layer BCN language model, gated fusion, 3 iterations). ``PRESETS`` holds named
 sizes (``paper``, ``tiny``); a YAML recipe stores ``ModelConfig.to_dict()`` and reads it back
-with :meth:`ModelConfig.from_dict`, which rejects unknown keys.
+with :meth:`ModelConfig.from_dict`, which goes through the one config loader
+(:func:`semimtr_cli.config.from_dict`): unknown keys, wrong types and values outside a
+``Literal`` are errors in its "did you mean" style.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field
+from typing import Literal
 
+from ..config import from_dict as load_schema
 from ..errors import SemimtrError
 
-SEQCLR_SCHEMES = ("null", "linear_per_column", "bilstm", "attn_linear_per_column")
-ACTIVATIONS = ("relu", "gelu")
+SeqclrScheme = Literal["null", "linear_per_column", "bilstm", "attn_linear_per_column"]
+Activation = Literal["relu", "gelu"]
+SEQCLR_SCHEMES: tuple[str, ...] = typing.get_args(SeqclrScheme)
+ACTIVATIONS: tuple[str, ...] = typing.get_args(Activation)
 
 
 @dataclass
@@ -59,7 +66,7 @@ class ModelConfig:
     nhead: int = 8
     d_inner: int = 2048
     dropout: float = 0.1
-    activation: str = "relu"
+    activation: Activation = "relu"
     vision_layers: int = 3
     attention_channels: int = 64
     attention_mode: str = "nearest"
@@ -72,7 +79,7 @@ class ModelConfig:
     image_w: int = 128
     feature_h: int = 8
     feature_w: int = 32
-    seqclr_scheme: str = "null"
+    seqclr_scheme: SeqclrScheme = "null"
     seqclr_hidden: int | None = None
     seqclr_output: int | None = None
     seqclr_instances: int = 5
@@ -117,8 +124,6 @@ class ModelConfig:
             raise bad(f"d_model ({self.d_model}) must be divisible by nhead ({self.nhead})")
         if self.d_model % 2 != 0:
             raise bad("d_model must be even (sinusoidal positional encoding)")
-        if self.activation not in ACTIVATIONS:
-            raise bad(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise bad(f"dropout must be in [0, 1), got {self.dropout}")
         for name in ("vision_layers", "lm_layers", "iter_size", "attention_channels", "max_length", "d_inner"):
@@ -128,8 +133,6 @@ class ModelConfig:
             raise bad("position attention needs a feature map of at least 8x16")
         if self.num_classes is not None and self.num_classes < 2:
             raise bad(f"num_classes must be >= 2, got {self.num_classes}")
-        if self.seqclr_scheme not in SEQCLR_SCHEMES:
-            raise bad(f"seqclr_scheme must be one of {SEQCLR_SCHEMES}, got {self.seqclr_scheme!r}")
         if self.seqclr_instances < 1:
             raise bad("seqclr_instances must be >= 1")
         return self
@@ -153,17 +156,16 @@ class ModelConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict | None) -> "ModelConfig":
-        """Build from plain data; unknown keys are an error (typos must not pass silently)."""
-        d = dict(d or {})
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise SemimtrError(f"model config: unknown key(s) {unknown}; known keys: {sorted(known)}")
-        for key in ("resnet_channels", "resnet_blocks", "resnet_strides"):
-            if key in d:
-                d[key] = [int(v) for v in d[key]]
-        return cls(**d).validate()
+    def from_dict(cls, d: dict | None, *, source: str = "model config") -> "ModelConfig":
+        """Build from plain data (a recipe's ``model:``, a checkpoint's ``model_config``) through
+        the config loader, then :meth:`validate`.
+
+        Raises:
+            ConfigError: ``"model config: unknown key 'd_modle' (did you mean 'd_model'?)"``,
+                a wrong type or a value outside a ``Literal`` (``source`` starts the message).
+            SemimtrError: sizes that do not fit together (:meth:`validate`).
+        """
+        return load_schema(cls, d, source=source).validate()
 
     @classmethod
     def preset(cls, name: str, **overrides) -> "ModelConfig":
