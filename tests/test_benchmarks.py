@@ -9,7 +9,7 @@ import pytest
 from helpers import word_png
 from semimtr_cli.data.benchmarks import match_folder, resolve_protocol, resolve_sets
 from semimtr_cli.data.lmdb_io import write_lmdb
-from semimtr_cli.errors import SemimtrError, UsageError
+from semimtr_cli.errors import SemimtrError, UsageError, as_flag
 
 # PARSeq's `test/` layout and the SemiMTR `evaluation/benchmark` layout (sizes = sample counts)
 PARSEQ = {"IIIT5k": 3, "SVT": 2, "IC13_857": 2, "IC13_1015": 4, "IC15_1811": 2, "IC15_2077": 5, "SVTP": 2, "CUTE80": 3}
@@ -102,8 +102,10 @@ def test_custom_sets_lmdb_folder_and_label_file(tmp_path):
 def test_usage_errors(tmp_path):
     with pytest.raises(UsageError, match="not a known benchmark"):
         resolve_sets("IIIT6k", tmp_path)
-    with pytest.raises(UsageError, match="--data"):
+    with pytest.raises(UsageError, match="^data ROOT is needed") as err:
         resolve_sets("SVT", None)
-    with pytest.raises(UsageError, match="--protocol"):
+    assert err.value.render(as_flag).startswith("--data ROOT is needed to find named benchmarks (or pass LMDB paths in --bench)")
+    with pytest.raises(UsageError, match="unknown protocol 'nope'") as err:
         resolve_protocol("nope")
+    assert err.value.render(as_flag).startswith("unknown --protocol 'nope'; choose one of")
     assert resolve_protocol("SemiMTR") == "paper" and resolve_protocol("sub") == "abinet"

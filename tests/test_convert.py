@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from semimtr_cli.charset import Charset
 from semimtr_cli.cli import app
-from semimtr_cli.errors import SemimtrError
+from semimtr_cli.errors import SemimtrError, as_flag
 from semimtr_cli.model.checkpoint import model_from_checkpoint
 from semimtr_cli.model.config import ModelConfig
 from semimtr_cli.model.convert import convert_checkpoint
@@ -128,8 +128,9 @@ def test_charset_mismatch(tmp_path):
 def test_pickle_needs_trust(tmp_path):
     src = tmp_path / "pickled.pth"
     torch.save({"model": _sd("language"), "opt": argparse.Namespace(lr=1e-4)}, src)
-    with pytest.raises(SemimtrError, match="--trust-pickle"):
+    with pytest.raises(SemimtrError, match="pass trust_pickle only") as err:
         convert_checkpoint(src, tmp_path / "out.pt")
+    assert "pass --trust-pickle only if you trust this file" in err.value.render(as_flag)
     result = convert_checkpoint(src, tmp_path / "out.pt", trust_pickle=True)
     assert result.kind == "language" and result.ignored_entries == ["opt"]
 

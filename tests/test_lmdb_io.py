@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from semimtr_cli.data.lmdb_io import LmdbReader, LmdbWriter, find_lmdbs, is_unlabeled_marker, write_lmdb
-from semimtr_cli.errors import SemimtrError
+from semimtr_cli.errors import SemimtrError, as_flag
 
 
 def _png(colour=(200, 30, 30), size=(20, 10)) -> bytes:
@@ -97,8 +97,9 @@ def test_exception_mid_build_keeps_previous_lmdb(tmp_path):
 def test_refuses_existing_lmdb_without_overwrite(tmp_path):
     out = tmp_path / "db"
     write_lmdb(out, [(_png(), "old")])
-    with pytest.raises(SemimtrError, match="--overwrite"):
+    with pytest.raises(SemimtrError, match="pass overwrite to replace") as err:
         write_lmdb(out, [(_png(), "new")])
+    assert "pass --overwrite to replace it" in err.value.render(as_flag)
     write_lmdb(out, [(_png(), "new"), (_png(), "two")], overwrite=True)
     assert LmdbReader(out).label(1) == "two"
 

@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import SemimtrError, UsageError
+from ..errors import SemimtrError, UsageError, option
 from .lmdb_io import LmdbReader, find_lmdbs, is_lmdb_dir
 
 
@@ -98,7 +98,7 @@ def match_folder(folder_name: str) -> tuple[Benchmark, int | None] | None:
 def resolve_protocol(name: str) -> str:
     key = name.strip().lower()
     if key not in PROTOCOL_ALIASES:
-        raise UsageError(f"unknown --protocol {name!r}; choose one of {', '.join(sorted(PROTOCOL_ALIASES))}")
+        raise UsageError(f"unknown {option('protocol')} {name!r}; choose one of {', '.join(sorted(PROTOCOL_ALIASES))}")
     return PROTOCOL_ALIASES[key]
 
 
@@ -140,7 +140,7 @@ def scan_root(root: str | Path) -> tuple[list[Candidate], list[Path]]:
     """Every LMDB under ``root``: (benchmark candidates, LMDBs whose name matched nothing)."""
     root = Path(root)
     if not root.is_dir():
-        raise SemimtrError(f"--data {root}: not a folder")
+        raise SemimtrError(f"{option('data')} {root}: not a folder")
     try:
         lmdbs = find_lmdbs(root)
     except SemimtrError:
@@ -181,7 +181,7 @@ def _pick(cands: list[Candidate], bench: Benchmark, wanted: int | None) -> Candi
     if len(same_depth) > 1:
         listing = ", ".join(str(c.path) for c in same_depth)
         raise SemimtrError(f"{bench.name}: several matching LMDBs at the same depth ({listing}); "
-                           "pass the one to use as a path in --bench")
+                           f"pass the one to use as a path in {option('bench')}")
     return best
 
 
@@ -191,7 +191,7 @@ def custom_sets(item: str) -> list[EvalSet]:
 
     p = Path(item)
     if not p.exists():
-        raise SemimtrError(f"--bench {item}: no such file or folder")
+        raise SemimtrError(f"{option('bench')} {item}: no such file or folder")
     label_file = None
     if p.is_file():
         label_file = p
@@ -228,7 +228,7 @@ def resolve_sets(bench: str, data: str | Path | None, protocol: str = "paper") -
     proto = PROTOCOLS[resolve_protocol(protocol)]
     items = [x.strip() for x in bench.split(",") if x.strip()]
     if not items:
-        raise UsageError("--bench is empty")
+        raise UsageError(f"{option('bench')} is empty")
     named: list[tuple[Benchmark, int | None]] = []
     out: list[tuple[int, EvalSet]] = []
     order: list[object] = []
@@ -244,7 +244,7 @@ def resolve_sets(bench: str, data: str | Path | None, protocol: str = "paper") -
         hit = match_folder(item)
         if hit is None:
             known = ", ".join(b.name for b in BENCHMARKS)
-            raise UsageError(f"--bench {item!r}: not a known benchmark ({known}), group (benchmark, addition) or existing path")
+            raise UsageError(f"{option('bench')} {item!r}: not a known benchmark ({known}), group (benchmark, addition) or existing path")
         named.append(hit)
         order.append(("named", len(named) - 1))
 
@@ -254,7 +254,7 @@ def resolve_sets(bench: str, data: str | Path | None, protocol: str = "paper") -
     unknown: list[Path] = []
     if named:
         if data is None:
-            raise UsageError("--data ROOT is needed to find named benchmarks (or pass LMDB paths in --bench)")
+            raise UsageError(f"{option('data')} ROOT is needed to find named benchmarks (or pass LMDB paths in {option('bench')})")
         cands, unknown = scan_root(data)
     root = Path(data) if data is not None else Path(".")
     missing = []

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import lmdb
 
-from ..errors import SemimtrError
+from ..errors import SemimtrError, option
 from ..fsutil import replace_dir, temp_dir_beside
 
 NUM_SAMPLES_KEY = b"num-samples"
@@ -284,7 +284,7 @@ def check_writable_target(out: Path, overwrite: bool) -> None:
         raise SemimtrError(f"output {out} exists and is not a folder")
     if is_lmdb_dir(out):
         if not overwrite:
-            raise SemimtrError(f"output {out} already holds an LMDB; pass --overwrite to replace it")
+            raise SemimtrError(f"output {out} already holds an LMDB; pass {option('overwrite')} to replace it")
         return
     if any(out.iterdir()):
         raise SemimtrError(f"output {out} is a non-empty folder that is not an LMDB; refusing to replace it")

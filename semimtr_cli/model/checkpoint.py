@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..charset import Charset
-from ..errors import SemimtrError
+from ..errors import SemimtrError, option
 from ..fsutil import atomic_path
 from .config import ModelConfig
 from .factory import MODEL_KINDS, build_model
@@ -98,7 +98,7 @@ def torch_load_safely(path: str | Path, *, trust_pickle: bool = False) -> Any:
         if "weights_only" in str(exc) or "Unsupported global" in str(exc):
             raise SemimtrError(
                 f"{path}: refusing to unpickle arbitrary objects (weights_only load failed: {first[:200]}); "
-                "pass --trust-pickle only if you trust this file"
+                f"pass {option('trust_pickle')} only if you trust this file"
             ) from None
         raise SemimtrError(f"{path}: not a PyTorch checkpoint ({first[:200]})") from None
     except Exception as exc:  # torch.load raises many types (KeyError, RuntimeError, EOFError ...) for junk

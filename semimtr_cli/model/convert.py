@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from ..charset import Charset
-from ..errors import SemimtrError
+from ..errors import SemimtrError, option
 from .checkpoint import load_state_dict_strict, save_checkpoint, torch_load_safely
 from .config import ModelConfig
 from .outputs import HEADS
@@ -189,7 +189,7 @@ def import_official(obj, *, kind: str = "auto", charset: str | Charset | None = 
     reported).
     """
     if kind not in IMPORT_KINDS:
-        raise SemimtrError(f"unknown --kind {kind!r}; expected one of {IMPORT_KINDS}")
+        raise SemimtrError(f"unknown {option('kind')} {kind!r}; expected one of {IMPORT_KINDS}")
     sd, layout, ignored = unwrap_state_dict(obj, source)
     detected = detect_kind(sd, source)
     try:
@@ -199,7 +199,7 @@ def import_official(obj, *, kind: str = "auto", charset: str | Charset | None = 
     target = detected if kind == "auto" else kind
     dropped: list[str] = []
     if target == "full" and detected != "full":
-        raise SemimtrError(f"{source}: holds a {detected} model, not a full recognizer (use --kind auto)")
+        raise SemimtrError(f"{source}: holds a {detected} model, not a full recognizer (use {option('kind')} auto)")
     if target == "vision":
         if "vision" not in parts:
             raise SemimtrError(f"{source}: holds a {detected} model without vision weights")
@@ -222,7 +222,7 @@ def import_official(obj, *, kind: str = "auto", charset: str | Charset | None = 
     if config.num_classes != cs.num_classes:
         raise SemimtrError(
             f"{source}: classifier has {config.num_classes} classes but charset '{cs.name}' has {cs.num_classes} "
-            f"({len(cs.symbols)} symbols + null); pass the matching --charset"
+            f"({len(cs.symbols)} symbols + null); pass the matching {option('charset')}"
         )
     model = build_model(target, config, cs)
     if target == "full":
