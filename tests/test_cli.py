@@ -33,3 +33,29 @@ def test_version():
 def test_unknown_command_is_usage_error():
     result = runner.invoke(app, ["no-such-command"])
     assert result.exit_code == 2
+
+
+def test_shared_options_mean_the_same_on_every_command():
+    """--device/--precision/--threads/--workers/--json: one definition (commands/options.py) each."""
+    import re
+
+    import typer.main
+
+    from semimtr_cli.commands import options
+
+    helps: dict[str, dict[str, str]] = {}
+    for name, cmd in typer.main.get_command(app).commands.items():
+        for param in cmd.params:
+            for flag in param.opts:
+                if not getattr(param, "hidden", False):
+                    helps.setdefault(flag, {})[name] = param.help or ""
+    assert set(helps["--device"]) >= {"eval", "read", "pseudo-labels", "finetune"}
+    assert set(helps["--device"].values()) == {options.DEVICE_HELP}
+    assert set(helps["--precision"].values()) == {options.PRECISION_HELP}
+    assert {c: h for c, h in helps["--threads"].items() if c != "build-lmdb"}  # build-lmdb: its reading pool
+    assert {h for c, h in helps["--threads"].items() if c != "build-lmdb"} == {options.THREADS_HELP}
+    for command, text in helps["--workers"].items():
+        assert re.fullmatch(r"Worker processes that .+ \(0 = in this process(; default: .+)?\)\.", text), command
+    assert set(helps["--json"]) == set(PRODUCT_COMMANDS) | {"inspect"}
+    for command, text in helps["--json"].items():
+        assert re.fullmatch(r"Write .+ as JSON to this file \('-' = stdout\)\.", text), command

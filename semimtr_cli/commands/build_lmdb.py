@@ -12,7 +12,10 @@ import typer
 
 from .. import ui
 from ..errors import UsageError
-from .inspect import limit_option, load_charset, report_inspection, samples_option, write_json
+from .inspect import limit_option, load_charset, report_inspection, samples_option
+from .options import json_option, summary_console, write_json
+
+JsonOpt = json_option("the summary (or, with --inspect, the stats)")
 
 _MAX_PIXELS_DEFAULT = 50_000_000  # same as semimtr_cli.data.image.MAX_PIXELS_DEFAULT (no torch import here)
 
@@ -44,9 +47,7 @@ def command(
     threads: int = typer.Option(min(4, os.cpu_count() or 1), "--threads", help="Threads reading and validating images."),
     workers: Optional[int] = typer.Option(None, "--workers", hidden=True, help="Deprecated name of --threads."),
     max_pixels: int = typer.Option(_MAX_PIXELS_DEFAULT, "--max-pixels", help="Skip images with more pixels than this."),
-    json_out: Optional[str] = typer.Option(
-        None, "--json", help="Write the summary (or, with --inspect, the stats) as JSON to this file ('-' = stdout)."
-    ),
+    json_out: JsonOpt = None,
     inspect: Optional[Path] = typer.Option(None, "--inspect", help="Print stats of an existing LMDB (or every LMDB under a folder); same as `semimtr inspect`."),
     limit: int = limit_option("--inspect: "),
     samples: int = samples_option("--inspect: "),
@@ -85,9 +86,8 @@ def command(
         from ..fsutil import atomic_write_json
 
         atomic_write_json(report, result.to_dict())
-    if json_out is not None:
-        write_json(json_out, result.to_dict(include_skipped=False))
-    _print_build(result, ui.err_console if json_out == "-" else ui.console, report)
+    write_json(json_out, result.to_dict(include_skipped=False))
+    _print_build(result, summary_console(json_out), report)
     if result.exit_code:
         raise typer.Exit(result.exit_code)
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
-from .. import ui
+from .options import json_option, summary_console, write_json
+
+JsonOpt = json_option("the import summary")
 
 
 def command(
@@ -23,7 +24,7 @@ def command(
         help="Allow arbitrary unpickling for files that weights_only loading refuses (only for files you trust).",
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace DST if it exists."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the import summary as JSON."),
+    json_out: JsonOpt = None,
 ) -> None:
     """Import official SemiMTR / ABINet weights (full model, vision-only or language-only).
 
@@ -32,20 +33,19 @@ def command(
     written and the offending keys are listed. Model sizes are read from the tensor shapes.
     """
     from ..errors import UsageError
-    from ..fsutil import atomic_write_json
     from ..model.convert import convert_checkpoint
 
     if dst.exists() and not overwrite:
         raise UsageError(f"{dst} exists; pass --overwrite to replace it")
     result = convert_checkpoint(src, dst, kind=kind, charset=charset, trust_pickle=trust_pickle)
-    ui.console.print(
+    console = summary_console(json_out)
+    console.print(
         f"imported {result.kind} model ({result.num_parameters:,} parameters, {result.num_tensors} tensors, "
         f"charset {result.charset}) from {result.layout} -> {result.destination}",
         highlight=False,
     )
     if result.dropped_prefixes:
-        ui.console.print(f"dropped (not part of a {result.kind} model): {', '.join(result.dropped_prefixes)}", highlight=False)
+        console.print(f"dropped (not part of a {result.kind} model): {', '.join(result.dropped_prefixes)}", highlight=False)
     if result.ignored_entries:
-        ui.console.print(f"ignored container entries: {', '.join(result.ignored_entries)}", highlight=False)
-    if json_out is not None:
-        atomic_write_json(json_out, result.to_dict())
+        console.print(f"ignored container entries: {', '.join(result.ignored_entries)}", highlight=False)
+    write_json(json_out, result.to_dict())

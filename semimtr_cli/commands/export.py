@@ -9,6 +9,9 @@ import typer
 
 from .. import ui
 from ..errors import UsageError
+from .options import json_option, summary_console, write_json
+
+JsonOpt = json_option("the export report")
 
 
 def command(
@@ -19,7 +22,7 @@ def command(
     images: Optional[List[Path]] = typer.Option(None, "--image", help="Images for the check (else random inputs)."),
     opset: int = typer.Option(17, "--opset", help="ONNX opset version."),
     tolerance: float = typer.Option(1e-4, "--tolerance", help="Largest allowed absolute logit difference in the check."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the export report as JSON."),
+    json_out: JsonOpt = None,
 ) -> None:
     """Export the eval-mode model to ONNX: input 'images' (N x 3 x 32 x 128, normalised, N
     dynamic), outputs the last-iteration logits 'alignment', 'language', 'vision' (N x 26 x
@@ -28,8 +31,6 @@ def command(
     on the same inputs and fails if any logit differs by more than --tolerance.
     """
     from dataclasses import asdict
-
-    from ..fsutil import atomic_write_json
 
     if check < 0:
         raise UsageError(f"--check must be >= 0, got {check}")
@@ -43,10 +44,10 @@ def command(
                          check_images=pics, tolerance=tolerance)
     if result.max_abs_diff is not None:
         diffs = ", ".join(f"{k} {v:.2e}" for k, v in result.max_abs_diff.items())
-        ui.console.print(f"checked {result.checked_images} image(s) with onnxruntime: max |diff| {diffs} (<= {tolerance:g})",
-                         highlight=False)
+        summary_console(json_out).print(
+            f"checked {result.checked_images} image(s) with onnxruntime: max |diff| {diffs} (<= {tolerance:g})",
+            highlight=False)
     size = Path(result.path).stat().st_size / 1e6
     ui.err_console.print(f"wrote {result.path} ({size:.1f} MB; {result.kind} model, outputs {', '.join(result.outputs)}, "
                          f"opset {result.opset}, dynamic batch)", highlight=False)
-    if json_out is not None:
-        atomic_write_json(json_out, asdict(result))
+    write_json(json_out, asdict(result))

@@ -6,13 +6,14 @@ The options and the printing live here once; `semimtr build-lmdb --inspect DIR` 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-from .. import ui
+from .options import json_option, summary_console, write_json
+
+JsonOpt = json_option("the stats (one object, or a list for several LMDBs)")
 
 
 def _help(prefix: str, text: str) -> str:
@@ -27,16 +28,6 @@ def limit_option(prefix: str = ""):
 def samples_option(prefix: str = ""):
     """The ``--samples`` option (``prefix`` as for :func:`limit_option`)."""
     return typer.Option(5, "--samples", help=_help(prefix, "samples to show."))
-
-
-def write_json(target: str, obj) -> None:
-    """``obj`` as JSON to the file ``target``, or to stdout when ``target`` is ``-``."""
-    from ..fsutil import atomic_write_json
-
-    if target == "-":
-        typer.echo(json.dumps(obj, indent=2, ensure_ascii=False))
-    else:
-        atomic_write_json(target, obj)
 
 
 def load_charset(spec: str, max_length: int | None):
@@ -61,9 +52,7 @@ def command(
     ),
     limit: int = limit_option(),
     samples: int = samples_option(),
-    json_out: Optional[str] = typer.Option(
-        None, "--json", help="Write the stats as JSON to this file ('-' = stdout): one object, or a list for several LMDBs."
-    ),
+    json_out: JsonOpt = None,
 ) -> None:
     """Print count, label lengths, charset coverage, image sizes and samples of existing LMDBs.
 
@@ -79,11 +68,10 @@ def report_inspection(
     from ..data.inspect_lmdb import inspect_lmdbs
 
     stats = inspect_lmdbs(roots, charset=load_charset(charset, max_length), limit=limit, samples=samples)
-    console = ui.err_console if json_out == "-" else ui.console
+    console = summary_console(json_out)
     for s in stats:
         console.print(_stats_table(s))
-    if json_out is not None:
-        write_json(json_out, stats if len(stats) != 1 else stats[0])
+    write_json(json_out, stats if len(stats) != 1 else stats[0])
 
 
 def _stats_table(s: dict):

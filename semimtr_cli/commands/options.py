@@ -1,10 +1,19 @@
 """The options several commands share: one name, one meaning, one help text each.
 
-``--device``, ``--precision``, ``--workers`` (processes), ``--threads`` (torch threads in this
-process), ``--json`` (a path, or ``-`` for stdout), ``--seed`` and ``--out`` mean the same on
-every command that has them. Typer reads options from each command's signature, so a command
-declares ``device: DeviceOpt = None``; :func:`write_json` and :func:`summary_console` are the
-edge helpers for ``--json``.
+``--device``, ``--precision``, ``--workers``, ``--threads``, ``--json``, ``--seed`` and ``--out``
+mean the same on every command that has them:
+
+- ``--workers N``: N separate worker processes do the loading / decoding / rendering; ``0``
+  runs that work in this process;
+- ``--threads N``: threads inside this process (torch's where a model runs; ``build-lmdb``'s
+  image-reading pool, the one command whose work is not torch's);
+- ``--json TARGET``: the command's result as JSON, to a file or to stdout for ``-`` (the
+  readable summary then goes to stderr).
+
+Typer reads options from each command's signature, so a command declares
+``device: DeviceOpt = None``; :func:`json_option` and :func:`workers_option` give the
+``--json`` / ``--workers`` of a command in its own words; :func:`write_json` and
+:func:`summary_console` are the edge helpers for ``--json``.
 """
 
 from __future__ import annotations
@@ -29,6 +38,13 @@ DeviceOpt = Annotated[Optional[str], typer.Option("--device", help=DEVICE_HELP)]
 PrecisionOpt = Annotated[Optional[str], typer.Option("--precision", help=PRECISION_HELP)]
 ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", help=THREADS_HELP)]
 InferenceWorkersOpt = Annotated[int, typer.Option("--workers", help=WORKERS_HELP)]
+
+
+def workers_option(job: str = "load and decode data", default: str | None = None):
+    """The ``--workers`` option of a command whose worker processes ``job``; ``default``: what
+    leaving it out means, when that is not 0."""
+    note = f"; default: {default}" if default else ""
+    return Annotated[Optional[int], typer.Option("--workers", help=f"Worker processes that {job} (0 = in this process{note}).")]
 
 
 def json_option(what: str):

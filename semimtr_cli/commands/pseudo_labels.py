@@ -8,7 +8,9 @@ from typing import List, Optional
 import typer
 
 from .. import ui
-from .options import json_option, summary_console, write_json
+from .options import (
+    DeviceOpt, InferenceWorkersOpt, PrecisionOpt, ThreadsOpt, json_option, set_threads, summary_console, write_json,
+)
 
 JsonOpt = json_option("the summary and every row (OUT/summary.json holds the summary only)")
 
@@ -27,9 +29,10 @@ def command(
     csv_out: Optional[Path] = typer.Option(None, "--csv", help="Per-sample rows as CSV (default OUT/pseudo_labels.csv)."),
     json_out: JsonOpt = None,
     batch_size: int = typer.Option(64, "--batch-size", "-b", help="Images per forward pass."),
-    workers: int = typer.Option(0, "--workers", help="DataLoader worker processes."),
-    precision: str = typer.Option("auto", "--precision", help="auto (bf16 where fast here and it keeps the fp32 words of the first batch), fp32 or bf16."),
-    device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
+    workers: InferenceWorkersOpt = 0,
+    threads: ThreadsOpt = None,
+    precision: PrecisionOpt = None,
+    device: DeviceOpt = None,
 ) -> None:
     """Run the teacher as fine-tuning would and report what it would teach.
 
@@ -41,11 +44,12 @@ def command(
     """
     from ..pseudolabels import pseudo_label_report
 
+    set_threads(threads)
     with ui.progress("teacher", total=None, transient=True) as advance:
         report = pseudo_label_report(
             checkpoint, unlabeled, head=head, view=view, seed=seed, thresholds=thresholds, confidence=confidence,
-            batch_size=batch_size, workers=workers, device=device, precision=precision, out=out, csv=csv_out,
-            html=html_dir, html_limit=html_limit, on_progress=advance,
+            batch_size=batch_size, workers=workers, device=device or "auto", precision=precision or "auto",
+            out=out, csv=csv_out, html=html_dir, html_limit=html_limit, on_progress=advance,
             log=lambda line: ui.err_console.print(f"[dim]{line}[/]", highlight=False))
     summary = report.summary
     _print_summary(summary, summary_console(json_out))

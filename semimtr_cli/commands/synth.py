@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Optional
@@ -11,6 +10,10 @@ import typer
 
 from .. import ui
 from ..errors import UsageError
+from .options import json_option, summary_console, workers_option, write_json
+
+JsonOpt = json_option("the summary")
+WorkersOpt = workers_option("render the crops", default="0 below 1000 crops, else one per CPU up to 8")
 
 
 def command(
@@ -32,9 +35,9 @@ def command(
     case: str = typer.Option("mixed", "--case", help="lower|mixed|upper|as-is (mixed: 50% lower, 30% Capitalised, 20% UPPER)."),
     digits_fraction: float = typer.Option(0.1, "--digits-fraction", help="Fraction of samples that are random numbers instead of words."),
     image_format: str = typer.Option("png", "--format", help="Image encoding: png or jpg."),
-    workers: int = typer.Option(0, "--workers", help="Worker processes (0 = auto: 1 below 1000 images, else one per CPU up to 8)."),
+    workers: WorkersOpt = None,
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing synth output / LMDB at --out."),
-    json_out: Optional[str] = typer.Option(None, "--json", help="Write the summary as JSON to this file ('-' = stdout)."),
+    json_out: JsonOpt = None,
 ) -> None:
     """Render synthetic word crops from fonts and a word list, deterministically from --seed.
 
@@ -49,10 +52,10 @@ def command(
 
     if words is not None and use_wordfreq:
         raise UsageError("--words and --wordfreq are alternatives; give one")
+    if workers is None:
+        workers = 0 if count < 1000 else min(8, os.cpu_count() or 1)
     if workers < 0:
         raise UsageError(f"--workers must be >= 0, got {workers}")
-    if workers == 0:
-        workers = 1 if count < 1000 else max(1, min(8, os.cpu_count() or 1))
     word_list = _word_list(words, use_wordfreq).limited(vocab_size)
     font_files = resolve_fonts(fonts, font_set, style)
 
@@ -62,13 +65,8 @@ def command(
             height=height, case=case, digits_fraction=digits_fraction, image_format=image_format,
             overwrite=overwrite, workers=workers, on_progress=advance,
         )
-    _print_summary(ui.err_console if json_out == "-" else ui.console, summary)
-    if json_out == "-":
-        typer.echo(json.dumps(summary, indent=2, ensure_ascii=False))
-    elif json_out:
-        from ..fsutil import atomic_write_json
-
-        atomic_write_json(json_out, summary)
+    _print_summary(summary_console(json_out), summary)
+    write_json(json_out, summary)
 
 
 def _word_list(words: Optional[Path], use_wordfreq: bool):

@@ -8,7 +8,7 @@ from typing import Annotated, List, Optional
 import typer
 
 from .. import ui
-from .options import DeviceOpt, PrecisionOpt, ThreadsOpt, json_option, write_json
+from .options import DeviceOpt, PrecisionOpt, ThreadsOpt, json_option, workers_option, write_json
 
 RECIPE_HELP = "YAML recipe (see recipes/); every key can be overridden with --set."
 SET_HELP = "Override a recipe value, e.g. --set optim.lr=3e-4 --set data.labeled=\\[a,b] (repeatable)."
@@ -20,8 +20,7 @@ SetOpt = Annotated[List[str], typer.Option("--set", help=SET_HELP)]
 MaxStepsOpt = Annotated[Optional[int], typer.Option("--max-steps", help="Stop after this many optimizer steps.")]
 SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Random seed (default: the recipe's).")]
 ResumeOpt = Annotated[Optional[Path], typer.Option("--resume", help="Continue the run in this folder from its last.pt.")]
-WorkersOpt = Annotated[Optional[int], typer.Option(
-    "--workers", help="Worker processes that load and decode data (0 = in this process; default: data.num_workers).")]
+WorkersOpt = workers_option(default="data.num_workers")
 JsonOpt = json_option("the run summary (also in RUN_DIR/summary.json)")
 __all__ = ["DeviceOpt", "PrecisionOpt", "ThreadsOpt", "WorkersOpt", "JsonOpt", "RecipeOpt", "OutOpt", "SetOpt",
            "MaxStepsOpt", "SeedOpt", "ResumeOpt", "run_stage"]
