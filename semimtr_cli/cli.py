@@ -7,6 +7,8 @@ Command modules import their heavy dependencies (torch, lmdb, ...) inside the co
 from __future__ import annotations
 
 import importlib
+import inspect
+import re
 
 import typer
 
@@ -51,10 +53,40 @@ def _root(
     ui.set_verbose(verbose)
 
 
+# A line that keeps its own line in --help: a list item (-, *, 1. or 1)) or an indented block.
+_OWN_LINE = re.compile(r"^(\s{4,}\S|\s*[-*]\s|\s*\d+[.)]\s)")
+
+
+def reflow_help(doc: str) -> str:
+    """A command docstring for ``--help``: the lines of each paragraph joined into one.
+
+    Typer (rich mode) keeps the docstring's hard line breaks, which then show as ragged lines
+    at any terminal width. Blank lines still separate paragraphs; list items (``-``, ``*``,
+    ``1.``), lines indented by 4+ spaces and paragraphs starting with click's ``\\b`` marker
+    keep their own lines; a less-indented line after a list item continues that item.
+    """
+    paragraphs = re.split(r"\n(?:[ \t]*\n)+", inspect.cleandoc(doc))
+    out = []
+    for para in paragraphs:
+        if para.startswith("\b"):
+            out.append(para)
+            continue
+        lines: list[str] = []
+        for line in para.splitlines():
+            if lines and not _OWN_LINE.match(line) and not re.match(r"\s{4,}", lines[-1]):
+                lines[-1] = f"{lines[-1].rstrip()} {line.strip()}"
+            else:
+                lines.append(line.rstrip())
+        out.append("\n".join(lines))
+    return "\n\n".join(out)
+
+
 def _register() -> None:
     for name, module, purpose in COMMANDS:
-        mod = importlib.import_module(f"semimtr_cli.commands.{module}")
-        app.command(name, help=(mod.command.__doc__ or purpose), short_help=purpose)(ui.guarded(mod.command))
+        fn = importlib.import_module(f"semimtr_cli.commands.{module}").command
+        if fn.__doc__:
+            fn.__doc__ = reflow_help(fn.__doc__)
+        app.command(name, help=(fn.__doc__ or purpose), short_help=purpose)(ui.guarded(fn))
 
 
 _register()
