@@ -3,8 +3,9 @@
 Every function takes an RGB uint8 array ``HxWx3`` (and, where it draws random numbers, a
 ``numpy.random.Generator``) and returns a new RGB uint8 array of the same shape. They are
 written for tiny word crops (about 32x100 px): table look-ups, PIL's C filters and a few
-vectorised numpy passes, never per-pixel Python. The ranges that mirror the official imgaug
-pipelines live in :mod:`semimtr_cli.data.augment`; these functions take explicit values.
+vectorised numpy passes, never per-pixel Python. The ranges that mirror the official pipelines
+live in :mod:`semimtr_cli.data.augment_abinet` and :mod:`semimtr_cli.data.augment_strong`;
+these functions take explicit values.
 """
 
 from __future__ import annotations
