@@ -1,405 +1,322 @@
-"""Turn the study's results.json into the results page (Markdown) and its PNG plots.
+#!/usr/bin/env python
+"""Write the study page (docs/results.md) and its plots from one run's results.json.
 
-Only numbers from the study dict are written; the verdict sentences are computed from them.
-Used by run_study.py; can be re-run alone: ``python experiments/study_report.py runs/study/results.json``.
+    python experiments/study_report.py runs/study/results.json [--page docs/results.md]
+
+Every verdict on the page is computed here from the numbers: a paired per-seed difference whose
+95 % interval lies above zero is "better", below zero "worse", otherwise "no detectable
+difference" (with fewer than two seeds: "one seed, no interval").
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
-import os
 import statistics
 import sys
 from pathlib import Path
 
-FT_ARMS = [("ft_supervised", "supervised only"), ("ft_semimtr", "SemiMTR (one-hot teacher)"),
-           ("ft_soft", "SemiMTR, soft teacher"), ("ft_threshold", "SemiMTR, one-hot + threshold 0.9")]
-VIS_ARMS = [("vis_ce", "CE only (labeled)"), ("vis_seqclr", "CE + SeqCLR (labeled + unlabeled)")]
-HEADS = ("vision", "language", "alignment")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from study_plan import FINETUNE_ARMS, GATE, VISION_ARMS  # noqa: E402
+
+# two-sided 95 % Student t quantiles by degrees of freedom
+T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+HEADS = ("alignment", "vision", "language")
+FLAT_POINTS = 1.0  # "flat": the last 30 % of the curve rises by at most this many points
 
 
-def _vals(study: dict, arm: str, test: str, head: str) -> dict[int, float]:
-    """{seed: accuracy} of the finished runs of ``arm``."""
-    out = {}
-    for r in study["runs"].values():
-        if r.get("arm") == arm and r["status"] == "done" and head in r.get("test", {}).get(test, {}):
-            out[r["seed"]] = r["test"][test][head]
-    return out
-
-
-def _ms(values) -> tuple[float, float, int]:
-    values = list(values)
+# ----------------------------------------------------------------------------- numbers
+def mean_ci(values: list[float]) -> tuple[float, float | None]:
+    """Mean and the half-width of its 95 % t interval (None for fewer than two values)."""
     if not values:
-        return math.nan, math.nan, 0
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0), len(values)
+        return math.nan, None
+    m = statistics.fmean(values)
+    if len(values) < 2:
+        return m, None
+    return m, T95.get(len(values) - 1, 1.96) * statistics.stdev(values) / math.sqrt(len(values))
 
 
-def _fmt(values) -> str:
-    m, s, n = _ms(values)
-    if n == 0:
-        return "n/a"
-    return f"{m:.1f} ± {s:.1f}" + ("" if n == len(values) and n >= 3 else f" (n={n})")
+def fmt(values: list[float]) -> str:
+    m, h = mean_ci(values)
+    if math.isnan(m):
+        return "-"
+    return f"{m:.1f}" if h is None else f"{m:.1f} ± {h:.1f}"
 
 
-def _seeds(d: dict[int, float]) -> str:
-    return ", ".join(f"{d[k]:.1f}" for k in sorted(d)) or "-"
+def verdict(diffs: list[float]) -> str:
+    m, h = mean_ci(diffs)
+    if math.isnan(m):
+        return "not run"
+    if h is None:
+        return "one seed, no interval"
+    if m - h > 0:
+        return "better"
+    if m + h < 0:
+        return "worse"
+    return "no detectable difference"
 
 
-def _paired(a: dict[int, float], b: dict[int, float]) -> list[float]:
-    """Per-seed differences b - a over the seeds both have."""
-    return [b[s] - a[s] for s in sorted(set(a) & set(b))]
+def test_accuracy(run: dict, head: str) -> float | None:
+    """Mean word accuracy of ``head`` over the run's test sets (each set weighted by its crops)."""
+    sets = (run.get("test") or {}).values()
+    n = sum(s["evaluated"] for s in sets if head in s)
+    return sum(s[head] * s["evaluated"] for s in sets if head in s) / n if n else None
 
 
-def _rel_out(out) -> str:
-    try:
-        return str(Path(out).resolve().relative_to(Path(__file__).resolve().parents[1]))
-    except ValueError:
-        return str(out)
+def arm_runs(study: dict, regime: str, arm: str) -> dict[int, dict]:
+    """seed -> run of one arm (done runs only)."""
+    return {r["seed"]: r for r in study["runs"].values()
+            if r.get("regime") == regime and r.get("arm") == arm and r["status"] == "done"}
 
 
-def _verdict(diffs: list[float], what: str, verb: str = "reproduce") -> str:
-    if not diffs:
-        return f"{what}: no paired runs finished, so nothing can be said."
-    mean = statistics.fmean(diffs)
-    pos = sum(d > 0 for d in diffs)
-    detail = f"mean paired difference {mean:+.1f} points; positive in {pos} of {len(diffs)} seeds ({', '.join(f'{d:+.1f}' for d in diffs)})"
-    if mean > 0 and pos == len(diffs):
-        return f"**{what}: holds at this scale** -- {detail}."
-    if mean > 0:
-        return f"**{what}: not consistent at this scale** -- {detail}."
-    return f"**{what}: does not {verb} at this scale** -- {detail}."
+def per_seed(study: dict, regime: str, arm: str, head: str) -> dict[int, float]:
+    out = {s: test_accuracy(r, head) for s, r in arm_runs(study, regime, arm).items()}
+    return {s: v for s, v in out.items() if v is not None}
 
 
-def _curves(run_dir: Path, key: str) -> list[tuple[int, float]]:
-    path = run_dir / "metrics.jsonl"
+def paired(a: dict[int, float], b: dict[int, float]) -> list[float]:
+    """Per-seed differences a - b over the seeds both have."""
+    return [a[s] - b[s] for s in sorted(set(a) & set(b))]
+
+
+def curve(out: Path, name: str, key: str) -> list[tuple[int, float]]:
+    path = out / "runs" / name / "run" / "metrics.jsonl"
     if not path.is_file():
         return []
-    events = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    events = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
     return [(e["step"], e[key]) for e in events if e.get("event") == "valid" and key in e]
 
 
-def _train_loss(run_dir: Path) -> list[tuple[int, float]]:
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    events = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [(e["step"], e["loss"]) for e in events if e.get("event") == "train"]
+def flat_tail(points: list[tuple[int, float]], share: float = 0.3) -> tuple[bool, float] | None:
+    """(flat?, rise in points) of the curve's last ``share`` of steps: max there minus the value at its start."""
+    if len(points) < 3:
+        return None
+    last = points[-1][0]
+    start = last * (1.0 - share)
+    before = [v for s, v in points if s <= start] or [points[0][1]]
+    rise = max(v for s, v in points if s >= start) - before[-1]
+    return rise <= FLAT_POINTS, rise
 
 
-PRIMARY = "test_shift"
-TESTS = [("test_shift", "shifted test (target)"), ("test_wild", "wild test (harder)"), ("test_clean", "clean test (labeled distribution)")]
-
-
-def _table(w, study: dict, arms, head: str, what: str) -> None:
-    """Markdown table: one row per arm, mean ± std and per-seed values on each test set."""
-    w(f"| {what} | " + " | ".join(f"{lbl} | per seed" for _, lbl in TESTS) + " |")
-    w("|---|" + "---|---|" * len(TESTS))
-    for arm, lbl in arms:
-        cells = []
-        for test, _ in TESTS:
-            d = _vals(study, arm, test, head)
-            cells += [_fmt(d.values()), _seeds(d)]
-        w(f"| {lbl} | " + " | ".join(cells) + " |")
-
-
-def plot_accuracy(study: dict, path: Path) -> None:
+# ----------------------------------------------------------------------------- plots
+def plot_accuracy(study: dict, regimes: list[str], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    settings = [(a, lbl, "vision") for a, lbl in VIS_ARMS] + [(a, lbl, "alignment") for a, lbl in FT_ARMS]
-    fig, axes = plt.subplots(1, 3, figsize=(18, 4.6), sharey=False)
-    for ax, (test, title) in zip(axes, TESTS):
-        for i, (arm, lbl, head) in enumerate(settings):
-            d = _vals(study, arm, test, head)
-            m, s, n = _ms(d.values())
-            color = "tab:gray" if arm.startswith("vis") else ("tab:blue" if arm == "ft_supervised" else "tab:orange")
-            if n:
-                ax.bar(i, m, yerr=s, capsize=4, color=color, alpha=0.8)
-                ax.scatter([i] * n, list(d.values()), color="black", s=12, zorder=3)
-        ws = _vals(study, "warmstart", test, "vision")
-        if ws:
-            ax.axhline(statistics.fmean(ws.values()), ls="--", color="gray", lw=1, label="shared warm start (vision)")
-            ax.legend(fontsize=7, loc="lower right")
-        ax.set_xticks(range(len(settings)))
-        ax.set_xticklabels([("vision:\n" if a.startswith("vis") else "fine-tune:\n") + lbl.replace(" (", "\n(").replace(", ", ",\n")
-                            for a, lbl, _ in settings], fontsize=6, rotation=0)
-        ax.set_ylabel("word accuracy (%)")
-        ax.set_title(title, fontsize=10)
-        ax.grid(axis="y", alpha=0.3)
-    fig.suptitle("mean ± std over seeds (dots: single seeds); vision runs: vision head, fine-tuning: alignment head", fontsize=9)
+    fig, axes = plt.subplots(1, len(regimes), figsize=(5.5 * len(regimes), 3.8), squeeze=False)
+    for ax, regime in zip(axes[0], regimes):
+        for k, head in enumerate(("alignment", "vision")):
+            for j, arm in enumerate(FINETUNE_ARMS):
+                vals = list(per_seed(study, regime, arm, head).values())
+                m, h = mean_ci(vals)
+                x = j + (k - 0.5) * 0.38
+                ax.bar(x, 0 if math.isnan(m) else m, 0.36, yerr=h or 0, capsize=3,
+                       color=("C0", "C1")[k], label=head if j == 0 else None)
+                ax.plot([x] * len(vals), vals, "k.", ms=4)
+        ax.set_xticks(range(len(FINETUNE_ARMS)), [a.replace("_", "\n") for a in FINETUNE_ARMS], fontsize=8)
+        ax.set_title(f"regime {regime}: test word accuracy (mean, 95 % CI, seeds)")
+        ax.set_ylabel("%")
+        ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def plot_heads(study: dict, path: Path) -> None:
+def plot_pseudo(study: dict, regimes: list[str], path: Path) -> None:
+    """Accuracy of the kept pseudo-labels and the kept share of words against the threshold."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(9, 4))
-    width = 0.26
-    for j, head in enumerate(HEADS):
-        means, stds = [], []
-        for arm, _ in FT_ARMS:
-            m, s, _ = _ms(_vals(study, arm, PRIMARY, head).values())
-            means.append(0 if math.isnan(m) else m)
-            stds.append(0 if math.isnan(s) else s)
-        ax.bar([i + (j - 1) * width for i in range(len(FT_ARMS))], means, width, yerr=stds, capsize=3, label=head)
-    ax.set_xticks(range(len(FT_ARMS)))
-    ax.set_xticklabels([lbl for _, lbl in FT_ARMS], fontsize=8)
-    ax.set_ylabel("word accuracy on the shifted test (%)")
-    ax.set_title("heads of the fine-tuned model (mean ± std over seeds)", fontsize=10)
-    ax.legend()
-    ax.grid(axis="y", alpha=0.3)
+    fig, axes = plt.subplots(1, len(regimes), figsize=(5.5 * len(regimes), 3.8), squeeze=False)
+    for ax, regime in zip(axes[0], regimes):
+        series = [("source model (before), vision", [study["runs"]["teacher"]], "vision")]
+        for arm in ("semimtr", "supervised"):
+            series.append((f"after {arm}, alignment", list(arm_runs(study, regime, arm).values()), "alignment"))
+        for k, (label, runs, head) in enumerate(series):
+            tables = [r["pseudo"][regime][head]["thresholds"] for r in runs if r.get("pseudo", {}).get(regime)]
+            if not tables:
+                continue
+            ts = [t["threshold"] for t in tables[0]]
+            acc = [statistics.fmean([tb[i]["accuracy"] or 0.0 for tb in tables]) for i in range(len(ts))]
+            kept = [statistics.fmean([tb[i]["kept_percent"] for tb in tables]) for i in range(len(ts))]
+            ax.plot(ts, acc, "o-", color=f"C{k}", label=f"{label}: accuracy of kept")
+            ax.plot(ts, kept, "s--", color=f"C{k}", alpha=0.6, label=f"{label}: words kept")
+        ax.set_xlabel("threshold (every slot above it)")
+        ax.set_ylabel("%")
+        ax.set_title(f"regime {regime}: pseudo-labels of the unlabeled pool")
+        ax.legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def plot_curves(study: dict, out: Path, path: Path) -> None:
+def plot_curves(study: dict, out: Path, regimes: list[str], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
-    fig, axes = plt.subplots(2, 2, figsize=(12, 7.5))
-    groups = [(VIS_ARMS, "vision", axes[0][0], axes[0][1], "vision pre-training"),
-              (FT_ARMS, "alignment", axes[1][0], axes[1][1], "fine-tuning")]
-    for arms, key, ax_acc, ax_loss, title in groups:
-        for arm, lbl in arms:
-            curves, losses = [], []
-            for name, r in study["runs"].items():
-                if r.get("arm") == arm and r["status"] == "done":
-                    curves.append(_curves(out / "runs" / name / "run", key))
-                    losses.append(_train_loss(out / "runs" / name / "run"))
-            curves = [c for c in curves if c]
-            if curves:
-                n = min(len(c) for c in curves)
-                steps = [p[0] for p in curves[0][:n]]
-                arr = np.array([[p[1] for p in c[:n]] for c in curves])
-                line, = ax_acc.plot(steps, arr.mean(0), marker="o", ms=3, label=lbl)
-                ax_acc.fill_between(steps, arr.mean(0) - arr.std(0), arr.mean(0) + arr.std(0), alpha=0.2, color=line.get_color())
-            losses = [c for c in losses if c]
-            if losses:
-                n = min(len(c) for c in losses)
-                arr = np.array([[p[1] for p in c[:n]] for c in losses])
-                ax_loss.plot([p[0] for p in losses[0][:n]], arr.mean(0), label=lbl)
-        ax_acc.set(xlabel="step", ylabel=f"{key} accuracy on shifted validation (%)", title=f"{title}: validation (mean ± std)")
-        ax_loss.set(xlabel="step", ylabel="training loss (total objective)", title=f"{title}: training loss (mean over seeds)")
-        ax_loss.set_yscale("log")
-        for ax in (ax_acc, ax_loss):
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=8)
+    panels = [("source model (vision, valid A)", [("teacher", "teacher", "vision")])]
+    panels.append(("vision arms (valid A)", [(n, r["arm"], "vision") for n, r in study["runs"].items()
+                                             if r.get("arm") in VISION_ARMS]))
+    for regime in regimes:
+        panels.append((f"fine-tuning, regime {regime} (alignment, valid {regime})",
+                       [(n, r["arm"], "alignment") for n, r in study["runs"].items()
+                        if r.get("regime") == regime and r.get("arm") in FINETUNE_ARMS]))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6), squeeze=False)
+    colors = {a: f"C{i}" for i, a in enumerate(list(FINETUNE_ARMS) + list(VISION_ARMS) + ["teacher"])}
+    for ax, (title, runs) in zip(axes[0], panels):
+        seen = set()
+        for name, arm, key in runs:
+            pts = curve(out, name, key)
+            if pts:
+                ax.plot(*zip(*pts), color=colors[arm], alpha=0.8, label=None if arm in seen else arm)
+                seen.add(arm)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("step")
+        ax.set_ylabel("word accuracy %")
+        if seen:
+            ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- page
+def finetune_section(w, study: dict, out: Path, regime: str) -> None:
+    seeds = study["seeds"]
+    tests = ", ".join(f"`{t}`" for t in study["regimes"][regime]["test"])
+    w(f"### Regime {regime}: test word accuracy (%, {tests}; mean ± 95 % CI over seeds {seeds})\n")
+    w("| arm | alignment | vision | language | alignment per seed |")
+    w("|---|---|---|---|---|")
+    for arm, (label, _) in FINETUNE_ARMS.items():
+        cells = [fmt(list(per_seed(study, regime, arm, h).values())) for h in HEADS]
+        each = ", ".join(f"{v:.1f}" for _, v in sorted(per_seed(study, regime, arm, "alignment").items()))
+        w(f"| {label} | " + " | ".join(cells) + f" | {each or '-'} |")
+    teacher = study["runs"]["teacher"]
+    if teacher["status"] == "done":
+        sets = [t for t in teacher.get("test", {}) if t in study["regimes"][regime]["test"]]
+        n = sum(teacher["test"][t]["evaluated"] for t in sets)
+        acc = sum(teacher["test"][t]["vision"] * teacher["test"][t]["evaluated"] for t in sets) / n if n else math.nan
+        w(f"\nThe source model alone (before fine-tuning, vision head): {acc:.1f} %.\n")
+    w(f"\nPaired per-seed differences against supervised-only (points, 95 % CI):\n")
+    w("| arm | head | difference | per seed | verdict |")
+    w("|---|---|---|---|---|")
+    for arm, (label, _) in FINETUNE_ARMS.items():
+        if arm == "supervised":
+            continue
+        for head in ("alignment", "vision"):
+            d = paired(per_seed(study, regime, arm, head), per_seed(study, regime, "supervised", head))
+            w(f"| {label} | {head} | {fmt(d)} | {', '.join(f'{x:+.1f}' for x in d) or '-'} | {verdict(d)} |")
+    w("")
+    checks = [flat_tail(curve(out, f"{regime}_supervised_s{s}", "alignment")) for s in seeds]
+    rises = [f"seed {s}: +{c[1]:.1f}" + ("" if c[0] else " (still rising)") for s, c in zip(seeds, checks) if c]
+    if rises:
+        flat = all(c[0] for c in checks if c)
+        w(f"Supervised arm converged (validation rises by at most {FLAT_POINTS:g} point over its last 30 % of "
+          f"steps): **{'yes' if flat else 'no'}** ({'; '.join(rises)}).\n")
+
+
+def pseudo_section(w, study: dict, regime: str) -> None:
+    w(f"### Regime {regime}: pseudo-labels of the unlabeled pool (weak view; word accuracy, and slots passing 0.9)\n")
+    w("| model | head | word accuracy % | slots passing 0.9 % | words kept at 0.9 % | accuracy of kept at 0.9 % |")
+    w("|---|---|---|---|---|---|")
+    rows = [("source model (before fine-tuning)", [study["runs"]["teacher"]], "vision")]
+    for arm, (label, _) in FINETUNE_ARMS.items():
+        for head in ("alignment", "vision"):
+            rows.append((f"after: {label}", list(arm_runs(study, regime, arm).values()), head))
+    for label, runs, head in rows:
+        ps = [r["pseudo"][regime][head] for r in runs if r.get("status") == "done" and (r.get("pseudo") or {}).get(regime)]
+        if not ps:
+            continue
+        at = [next(t for t in p["thresholds"] if abs(t["threshold"] - 0.9) < 1e-9) for p in ps]
+        kept_acc = [t["accuracy"] for t in at if t["accuracy"] is not None]
+        w(f"| {label} | {head} | {fmt([p['accuracy'] for p in ps])} | {fmt([t['slots_kept_percent'] for t in at])} | "
+          f"{fmt([t['kept_percent'] for t in at])} | {fmt(kept_acc)} |")
+    w("")
+
+
+def vision_section(w, study: dict) -> None:
+    seeds = study["seeds"]
+    w(f"Both from scratch, {study['steps']['vision']} steps, the same LR schedule; test = regime A's test sets, "
+      f"vision head, last validation-selected checkpoint; seeds {seeds}.\n")
+    w("| arm | test word accuracy % | per seed |")
+    w("|---|---|---|")
+    for arm, (label, _) in VISION_ARMS.items():
+        vals = per_seed(study, "A", arm, "vision")
+        w(f"| {label} | {fmt(list(vals.values()))} | {', '.join(f'{v:.1f}' for _, v in sorted(vals.items())) or '-'} |")
+    d = paired(per_seed(study, "A", "vis_seqclr", "vision"), per_seed(study, "A", "vis_ce", "vision"))
+    w(f"\nCE + SeqCLR minus CE only: {fmt(d)} points ({', '.join(f'{x:+.1f}' for x in d) or '-'}): **{verdict(d)}**.\n")
 
 
 def write_report(study: dict, out: Path, page: Path) -> None:
-    """Write ``page`` and its plots in ``page.parent / 'results'``."""
-    page = Path(page)
-    img_dir = page.parent / "results"
-    img_dir.mkdir(parents=True, exist_ok=True)
-    plot_accuracy(study, img_dir / "accuracy.png")
-    plot_heads(study, img_dir / "heads.png")
-    plot_curves(study, out, img_dir / "curves.png")
-    rel = os.path.relpath(img_dir, page.parent)
-
-    runs = study["runs"]
-    done = sum(r["status"] == "done" for r in runs.values())
-    skipped = [f"`{n}` ({r['status']}: {r['note']})" for n, r in runs.items() if r["status"] != "done"]
-    t = study["timing"]
-    d = study["data"]
-    cal = study["calibration"]["step_seconds"]
-    params = next((r["parameters"] for r in runs.values() if r.get("kind", "").startswith("ft") and "parameters" in r), None)
-
-    sup = _vals(study, "ft_supervised", PRIMARY, "alignment")
-    semi = _vals(study, "ft_semimtr", PRIMARY, "alignment")
-    ce = _vals(study, "vis_ce", PRIMARY, "vision")
-    clr = _vals(study, "vis_seqclr", PRIMARY, "vision")
-
-    L = []
-    w = L.append
-    w("# Small-scale reproduction: SemiMTR's claims on 2 CPU cores")
-    w("")
-    w("This page is written by `experiments/run_study.py` from its own run; every number below comes")
-    w(f"from `{study['command']}` (results in `{_rel_out(out)}/results.json`). "
-      "How the study is built and why: [experiments/README.md](../experiments/README.md).")
+    """Write ``page`` and its plots (``<page dir>/results/*.png``) from ``study``."""
+    out, page = Path(out), Path(page)
+    regimes = list(study["regimes"])
+    figs = page.parent / "results"
+    figs.mkdir(parents=True, exist_ok=True)
+    plot_accuracy(study, regimes, figs / "accuracy.png")
+    plot_pseudo(study, regimes, figs / "pseudo_labels.png")
+    plot_curves(study, out, regimes, figs / "curves.png")
+    lines: list[str] = []
+    w = lines.append
+    gate = study["gate"]
+    m, t = study["machine"], study["timing"]
+    w("# The reproduction study: SemiMTR's claims where they can hold\n")
     if study.get("quick"):
-        w("")
-        w("> **--quick smoke run**: tiny data and a handful of steps; the numbers mean nothing.")
-    w("")
-    w("## Setting")
-    w("")
-    w("| | |")
-    w("|---|---|")
-    w(f"| labeled set | {d['labeled']['count']} crops, `semimtr synth --style clean --font-set sans` (seed {d['labeled']['seed']}) |")
-    w(f"| unlabeled set | {d['unlabeled_shift']['count']} clean crops in serif + mono fonts (seed {d['unlabeled_shift']['seed']}) + {d['unlabeled_wild']['count']} wild crops in serif + mono fonts (textures, blur, low contrast, perspective; seed {d['unlabeled_wild']['seed']}), no labels |")
-    w(f"| validation (curves only) | {d['valid_shift']['count']} clean serif + mono crops (seed {d['valid_shift']['seed']}); never used to pick weights |")
-    w(f"| test, target distribution (**primary**) | {d['test_shift']['count']} clean crops, serif + mono fonts (seed {d['test_shift']['seed']}) |")
-    w(f"| test, harder shift | {d['test_wild']['count']} wild crops, serif + mono (seed {d['test_wild']['seed']}) |")
-    w(f"| test, labeled distribution | {d['test_clean']['count']} clean crops, sans (seed {d['test_clean']['seed']}) |")
-    w(f"| model | recipes/study/*.yaml: the cpu-tiny ResNet45/transformer/BCN/fusion model, 32x64 input, 8 character slots, charset 36"
-      + (f", {params / 1e6:.2f} M parameters" if params else "") + " |")
-    w(f"| words | lower-case English words of 3-6 letters ({d['labeled'].get('words', '?')} distinct), no numbers, in every set |")
-    w(f"| steps | shared supervised warm start {study.get('warmstart_steps', '-')} steps (constant LR, no augmentation); then {study['steps']} per vision / fine-tuning run (batch {study['batch_size']}), {study['lm_steps']} for the shared language model (batch {study['lm_batch_size']}); cosine LR with 20 warm-up steps |")
-    lm = runs.get("lm", {})
-    lm_val = (lm.get("summary") or {}).get("last_validation") or {}
-    if lm_val:
-        w(f"| language model | {study['lm_steps']} steps on {d.get('lm_corpus', {}).get('words', '?')} words; validation (one random edit per word) exact {lm_val.get('exact', float('nan')):.1f}%, top-5 {lm_val.get('top5', float('nan')):.1f}% |")
-    w(f"| seeds | {', '.join(map(str, study['seeds']))} (seed = sampling order, augmentation, dropout and the initialisation of the parts that do not come from the warm start; the data are the same) |")
-    w(f"| evaluation | last weights of every run, word accuracy (%) with the paper protocol of `semimtr eval` (charset 36, case-folded) |")
-    m = study["machine"]
-    w(f"| machine | {m['platform']}, {m['cpu_count']} CPUs, torch {m['torch']}; {study['lanes']} runs side by side, {study['threads_per_run']} thread each; load average at start {m['load_average_at_start'][0]:.2f} |")
-    w(f"| time | {t['total_s'] / 60:.1f} min from start to writing this page (budget {study['budget_minutes']:g} min): data {t['data_s']:.0f} s, calibration {t['calibration_s']:.0f} s, runs {t['runs_s'] / 60:.1f} min |")
-    w(f"| measured step times | " + ", ".join(f"{k} {v:.2f} s" for k, v in cal.items())
-      + " (vis1/ft1 = one view; vis2/ft2 = two views; lm = language model) |")
-    w(f"| runs | {done} of {len(runs)} finished" + ("" if not skipped else "; not finished: " + "; ".join(skipped)) + " |")
-    w("")
-    w("The pipeline per seed: a shared vision warm start (CE on the labeled set, seed 1000, run once")
-    w("because a model this small needs several hundred steps before it reads at all) -> vision")
-    w("pre-training arms continued from it -> fine-tuning arms, each starting from that seed's")
-    w("CE + SeqCLR vision model and the shared language model, with the same labeled data and the")
-    w("same number of steps.")
-    w("")
-
-    w("## 1. Fine-tuning: supervised-only vs SemiMTR consistency regularization")
-    w("")
-    w("Alignment (final) head, word accuracy %, mean ± std over seeds, then the single seeds:")
-    w("")
-    _table(w, study, FT_ARMS[:2], "alignment", "fine-tuning")
-    w("")
-    w(_verdict(_paired(sup, semi), "Claim 1 (consistency with unlabeled target-like crops beats supervised-only fine-tuning, shifted test)"))
-    w("")
-    w(f"![accuracy per setting]({rel}/accuracy.png)")
-    w("")
-
-    w("## 2. Vision pre-training: CE only vs CE + SeqCLR")
-    w("")
-    w("Vision model after stage 1, word accuracy %:")
-    w("")
-    _table(w, study, [("warmstart", "shared warm start (starting point of both)")] + VIS_ARMS, "vision", "vision pre-training")
-    w("")
-    w(_verdict(_paired(ce, clr), "Claim 2 (CE + SeqCLR on labeled + unlabeled crops gives a better vision model than CE only, shifted test)"))
-    w("")
-    w("Both continue from the shared warm start for the same number of steps; the SeqCLR runs see")
-    w("half labeled, half unlabeled crops per batch (two strong views each), the CE-only runs see")
-    w("labeled crops only (one ABINet-augmented view). This tests whether adding SeqCLR on the")
-    w("shifted unlabeled crops improves a vision model, not the paper's from-scratch single-stage")
-    w("pre-training, which does not fit the budget.")
-    w("")
-
-    w("## 3. Heads of the fine-tuned model: vision vs language vs alignment")
-    w("")
-    w("Shifted test, word accuracy %:")
-    w("")
-    w("| fine-tuning | vision | language | alignment |")
-    w("|---|---|---|---|")
-    for arm, lbl in FT_ARMS:
-        w(f"| {lbl} | " + " | ".join(_fmt(_vals(study, arm, PRIMARY, h).values()) for h in HEADS) + " |")
-    w("")
-    ali_v = _paired(_vals(study, "ft_semimtr", PRIMARY, "vision"), semi)
-    w(_verdict(ali_v, "Fusion (alignment) beats the vision head alone (SemiMTR arm)"))
-    w("")
-    w("The language head reads only the vision head's probabilities (its accuracy measures the spelling")
-    w("correction of a noisy vision output), as in ABINet; the alignment head fuses both.")
-    lang = _vals(study, "ft_semimtr", PRIMARY, "language")
-    if lang and statistics.fmean(lang.values()) < 5.0:
-        w(f"Here the language head reads almost nothing ({statistics.fmean(lang.values()):.1f}%): the language model of")
-        w(f"this budget ({study['lm_steps']} steps, see its validation above) has not learned to spell, so fusion")
-        w("mixes a poor language feature into the vision feature; the paper's BCN model is trained for")
-        w("80 epochs of WikiText-103. This part of the paper's design cannot be tested at this scale.")
-    w("")
-    w(f"![heads]({rel}/heads.png)")
-    w("")
-
-    w("## 4. Fine-tuning options: soft vs one-hot teacher, confidence threshold")
-    w("")
-    _table(w, study, FT_ARMS[1:], "alignment", "fine-tuning")
-    w("")
-    w(_verdict(_paired(_vals(study, "ft_soft", PRIMARY, "alignment"), semi),
-               "One-hot teacher targets beat soft targets (one-hot is the official setting)", "hold"))
-    w("")
-    w(_verdict(_paired(_vals(study, "ft_threshold", PRIMARY, "alignment"), semi),
-               "No threshold beats threshold 0.9 (the official code ships without a threshold)", "hold"))
-    w("")
-    init_s = _vals(study, "vis_seqclr", PRIMARY, "vision")
-    init_w = _vals(study, "vis_seqclr", "test_wild", "vision")
-    if init_s:
-        w(f"The teacher is the model being fine-tuned; it starts from the CE + SeqCLR vision model, which")
-        w(f"reads {statistics.fmean(init_s.values()):.1f}% of the shifted test words and "
-          f"{statistics.fmean(init_w.values()):.1f}% of the wild ones. With targets that are mostly wrong")
-        w("words, a one-hot consistency loss on every unlabeled crop teaches mistakes; soft targets and")
-        w("the 0.9 threshold both weaken it on uncertain slots, which is where they help here. The paper's")
-        w("teacher starts from a vision model trained on 276 K real crops, right on most unlabeled crops.")
-    w("")
-
-    w("## Learning curves")
-    w("")
-    w("Validation accuracy on the shifted validation set (mean ± std over seeds) and training loss.")
-    w("The fine-tuning loss of the SemiMTR arms includes the consistency term, so their loss is not")
-    w("comparable to the supervised-only loss.")
-    w("")
-    w(f"![learning curves]({rel}/curves.png)")
-    w("")
-
-    w("## Every run")
-    w("")
-    w("| run | status | steps | wall s (estimate) | shifted test: vision / language / alignment | wild test | clean test |")
-    w("|---|---|---|---|---|---|---|")
-    for name, r in runs.items():
-        ts = r.get("test", {}).get(PRIMARY, {})
-        shift = " / ".join(f"{ts[h]:.1f}" if h in ts else "-" for h in HEADS) if ts else "-"
-        other = []
-        for test in ("test_wild", "test_clean"):
-            tc = r.get("test", {}).get(test, {})
-            other.append(f"{tc.get('alignment', tc.get('vision', float('nan'))):.1f}" if tc else "-")
-        w(f"| {name} | {r['status']} | {r['steps']} | {r['wall_s'] if r['wall_s'] is not None else '-'} ({r['estimate_s']}) | {shift} | {other[0]} | {other[1]} |")
-    w("")
-    w("## Reading these numbers")
-    w("")
-    w("- This is a few minutes of CPU training of a sub-1M-parameter model on rendered words, not the")
-    w("  paper's setting (36.7 M parameters, Real-L + 1.6 M unlabeled real crops, GPU days). It tests")
-    w("  the direction of the claims, not their size; see [reproducing-the-paper.md](reproducing-the-paper.md)")
-    w("  for the full-scale recipe and the published numbers.")
-    w("- Three seeds give a rough spread only; a difference smaller than the std is not evidence.")
-    w("- The shift between labeled and unlabeled/test data (fonts; for half of the unlabeled crops")
-    w("  also backgrounds, blur, perspective) is what consistency regularization can exploit; the")
-    w("  wild test shows the harder shift, the clean test the labeled distribution.")
-    w("")
-    w("## What was tried before this design")
-    w("")
-    w("Trial runs on the same machine (not part of this run's numbers) that shaped the setting:")
-    w("")
-    w("- The cpu-tiny model at the usual 32x128 input, words of up to 25 characters, batch 32, trained")
-    w("  from scratch (CE, and CE + SeqCLR): 0-0.5% validation word accuracy after 200-400 steps -- it")
-    w("  would not start reading within a budget that also has to hold 19 runs.")
-    w("- 32x64 input, 8 slots, words of 3-6 letters, batch 16: with ABINet augmentation still ~1% after")
-    w("  500 steps; without augmentation 2% after 400 steps, 18% after 500, 31% after 700 on clean crops")
-    w("  (1% on wild crops). Hence the shared warm start without augmentation, after which every arm")
-    w("  uses its paper augmentation.")
-    w("- A first full run with a wild-only unlabeled and test set (textures, blur, perspective and")
-    w("  serif/mono fonts) was stopped after its warm start: 0.5% wild validation accuracy after 1,320")
-    w("  warm-start steps, a teacher too poor for any comparison to mean something. The target")
-    w("  distribution was made a font shift (clean serif + mono crops), with half the unlabeled crops")
-    w("  and a second test set still wild.")
-    w("- Two training processes with two threads each on the two cores ran ~8x slower per step than one")
-    w("  thread each (OpenMP spin-waiting); the study runs two one-thread processes.")
+        w("**This page comes from a --quick smoke run: its numbers mean nothing.**\n")
+    w(f"Generated by `{study['command']}` ({t['total_s'] / 60:.1f} min wall; {m['cpu']}, {m['cpu_count']} cores, "
+      f"torch {m['torch']}, {study['lanes']} runs side by side with {study['threads_per_run']} thread each; load "
+      f"average at start {m['load_average_at_start'][0]:.2f}). Every number and verdict below is computed from that "
+      "run by experiments/study_report.py; see experiments/README.md for the design.\n")
+    s = study["steps"]
+    w(f"Plan (from step times measured on this machine at the start): source model {s['teacher']} steps, language "
+      f"model {s['lm']}, vision arms {s['vision']}, fine-tuning arms {s['finetune']} steps each.\n")
+    acc = gate["teacher_valid_accuracy"]
+    w(f"**Teacher gate** (source model reads >= {GATE:g} % of regime-A validation words): "
+      f"{'-' if acc is None else f'{acc:.1f} %'}, **{'passed' if gate['passed'] else 'not passed'}**.\n")
+    w("![test accuracy](results/accuracy.png)\n")
+    w("## 1. Fine-tuning: supervised-only against consistency regularization\n")
+    w("Every arm starts from the same source model + language model, sees the same labeled crops per step in "
+      "expectation (supervised batch 16 = the labeled half of the consistency batch of 32), follows the same LR "
+      "schedule and keeps the checkpoint chosen on its regime's validation set (alignment head).\n")
+    for regime in regimes:
+        finetune_section(w, study, out, regime)
+    w("## 2. Pseudo-labels before and after fine-tuning\n")
+    w("![pseudo-labels](results/pseudo_labels.png)\n")
+    for regime in regimes:
+        pseudo_section(w, study, regime)
+    w("## 3. Vision pre-training: CE only against CE + SeqCLR\n")
+    vision_section(w, study)
+    w("## 4. Learning curves\n")
+    w("![curves](results/curves.png)\n")
+    bad = [(n, r) for n, r in study["runs"].items() if r["status"] != "done"]
+    w("## 5. Runs\n")
+    w(f"{len(study['runs']) - len(bad)} of {len(study['runs'])} runs finished.")
+    for n, r in bad:
+        w(f"- `{n}`: {r['status']} ({r['note']})")
     w("")
     page.parent.mkdir(parents=True, exist_ok=True)
-    tmp = page.with_suffix(page.suffix + ".tmp")
-    tmp.write_text("\n".join(L), encoding="utf-8")
-    os.replace(tmp, page)
+    tmp = page.with_suffix(".tmp")
+    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    tmp.replace(page)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("results", type=Path, help="results.json of a study run")
+    ap.add_argument("--page", type=Path, default=Path(__file__).resolve().parents[1] / "docs" / "results.md")
+    args = ap.parse_args(argv)
+    study = json.loads(args.results.read_text())
+    write_report(study, args.results.parent, args.page)
+    print(f"wrote {args.page}")
+    return 0
 
 
 if __name__ == "__main__":
-    src = Path(sys.argv[1])
-    target = Path(sys.argv[2]) if len(sys.argv) > 2 else Path(__file__).resolve().parents[1] / "docs" / "results.md"
-    write_report(json.loads(src.read_text()), src.parent, target)
-    print(f"wrote {target}")
+    sys.exit(main())
