@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -19,6 +20,7 @@ from semimtr_cli.cli import app
 from semimtr_cli.data.lmdb_io import write_lmdb
 from semimtr_cli.data.synth import generate
 from semimtr_cli.errors import SemimtrError
+from semimtr_cli.losses import kept_slots, sequence_ce
 from semimtr_cli.model.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from semimtr_cli.model.factory import build_model
 from semimtr_cli.model.transfer import load_part
@@ -256,22 +258,32 @@ def test_bad_inputs_fail_before_training(case, data, tmp_path):
     assert not (tmp_path / "run" / "last.pt").exists()
 
 
+SUP_STUDENT = {"sup_student", "sup_student_alignment", "sup_student_language", "sup_student_vision"}
+SUP_TEACHER = {"sup_teacher", "sup_teacher_alignment", "sup_teacher_language", "sup_teacher_vision"}
+CONS_FROM_VISION = {"consistency", "cons_vision_to_alignment", "cons_vision_to_language", "cons_vision_to_vision"}
+
+
 @pytest.mark.parametrize(
-    "name,options",
-    [
-        ("finetune", ["consistency.ema=true"]),
-        ("finetune", ["consistency.threshold=0.9", "consistency.one_hot=false"]),
-        ("finetune", ["consistency.pairing=vision", "consistency.student_heads=alignment", "consistency.kl=true"]),
-        ("finetune", ["consistency.enabled=false"]),
-        ("pretrain_vision", ["seqclr.mode=ce_only"]),
-        ("pretrain_vision", ["seqclr.mode=seqclr_only", "data.labeled=[]"]),
-        ("pretrain_lm", ["language.spelling_mutation=true", "language.label_smoothing=0.1"]),
+    "name,options,parts",
+    [  # the cpu-tiny finetune recipe sets consistency.pairing=vision
+        ("finetune", ["consistency.ema=true"], SUP_STUDENT | CONS_FROM_VISION),  # an EMA teacher has no CE
+        ("finetune", ["consistency.threshold=0.9", "consistency.one_hot=false"], SUP_STUDENT | SUP_TEACHER | CONS_FROM_VISION),
+        ("finetune", ["consistency.pairing=vision", "consistency.student_heads=alignment", "consistency.kl=true"],
+         SUP_STUDENT | SUP_TEACHER | {"consistency", "cons_vision_to_alignment"}),
+        ("finetune", ["consistency.enabled=false"], {"alignment", "language", "vision"}),
+        ("pretrain_vision", ["seqclr.mode=ce_only"], {"ce"}),
+        ("pretrain_vision", ["seqclr.mode=seqclr_only", "data.labeled=[]"], {"seqclr"}),
+        ("pretrain_lm", ["language.spelling_mutation=true", "language.label_smoothing=0.1"], {"ce"}),
     ],
+    ids=["ema", "threshold_soft", "vision_to_alignment_kl", "supervised_only", "ce_only", "seqclr_only", "lm_noise"],
 )
-def test_stage_options_run(name, options, data, tmp_path):
+def test_stage_options_run(name, options, parts, data, tmp_path):
+    """Two real training steps per option set: finite losses, and the logged loss parts are the
+    terms the options select (the values each option produces: the probe tests at the end)."""
     summary = train(recipe(name, data, "train.max_steps=2", *options), tmp_path / "run")
     assert summary["steps"] == 2 and summary["final_loss"]
     assert all(v == v for v in summary["final_loss"].values())  # no NaN
+    assert set(summary["final_loss"]) == parts
     ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
     if "consistency.ema=true" in options:
         ema = ckpt["ema_state_dict"]
@@ -349,3 +361,154 @@ def test_stage_registry_names_every_stage_and_reexports_its_parts():
         "pretrain-vision": pretrain_vision.__name__, "pretrain-lm": pretrain_lm.__name__, "finetune": finetune.__name__}
     assert all(issubclass(cls, stage_base.Stage) for cls in stages.STAGE_CLASSES.values())
     assert (stages.StageContext, stages.PerView, stages.unwrap) == (stage_base.StageContext, wrappers.PerView, wrappers.unwrap)
+
+
+# --------------------------------------------------------------------------- consistency options reach the loss
+# The fine-tune stage's own loss (Finetune.loss, as the trainer calls it) on one fixed two-view
+# batch with one set of fixed weights: each consistency.* option must change the terms the
+# way its documentation says. Forward passes only (no optimizer step), a fraction of a second each.
+
+PROBE_BASE = ("model.dropout=0.0", "consistency.pairing=all_to_all", "consistency.student_heads=all",
+              "consistency.threshold=null", "consistency.one_hot=true", "consistency.kl=false")
+
+
+@pytest.fixture(scope="module")
+def probe(data):
+    """Fixed weights, a fixed batch (2 labeled + 2 unlabeled crops, teacher view then student
+    view) and the model's outputs on each view, computed here apart from the stage."""
+    stage = _stage("finetune", data, *PROBE_BASE)
+    torch.manual_seed(0)
+    model = stage.build_model()
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    cfg, cs = stage.recipe.model, stage.charset
+    images = torch.randn(4, 2, 3, cfg.image_h, cfg.image_w, generator=torch.Generator().manual_seed(0))
+    labeled = [cs.encode_padded(w) for w in ("hello", "text")]
+    label = torch.tensor([ids for ids, _ in labeled] + [[0] * cs.max_slots] * 2)
+    length = torch.tensor([n for _, n in labeled] + [0, 0])
+    model.train()  # as in training: every fusion round, batch statistics per view
+    with torch.no_grad():
+        teacher, student = model(images[:, 0]), model(images[:, 1])
+    return SimpleNamespace(weights=weights, batch={"image": images, "label": label, "length": length},
+                           teacher=teacher, student=student)
+
+
+def _ft_loss(data, probe, *options):
+    """(total, parts) of Finetune.loss with ``options`` over PROBE_BASE, on the probe's weights and batch."""
+    stage = _stage("finetune", data, *PROBE_BASE, *options)
+    model = stage.build_model()
+    model.load_state_dict(probe.weights)
+    if stage.ema_model is not None:
+        stage.ema_model.load_state_dict(probe.weights)
+    with torch.no_grad():
+        total, parts = stage.loss(stage.wrap(model).train(), probe.batch)
+    return float(total), {k: float(v) for k, v in parts.items()}
+
+
+def _cons(parts):
+    return {k: v for k, v in parts.items() if k.startswith("cons_")}
+
+
+def _sup(parts):
+    return {k: v for k, v in parts.items() if k.startswith("sup_")}
+
+
+def _teacher_mean_entropy(head):
+    """Mean entropy of the teacher's softmax over its kept slots (its predicted lengths)."""
+    p = head.logits.softmax(-1)
+    entropy = -(p * p.log()).sum(-1)
+    keep = kept_slots(head.lengths, p.shape[1])
+    return float((entropy * keep).sum() / keep.sum())
+
+
+def test_consistency_threshold_masks_teacher_slots(data, probe):
+    _, free = _ft_loss(data, probe)
+    _, none_kept = _ft_loss(data, probe, "consistency.threshold=0.999")  # an untrained teacher is never that sure
+    assert set(_cons(free)) == set(_cons(none_kept)) == {
+        "cons_alignment_to_alignment", "cons_language_to_language", "cons_vision_to_vision"}
+    assert all(v > 0 for v in _cons(free).values()) and free["consistency"] > 0
+    assert all(v == 0 for v in _cons(none_kept).values()) and none_kept["consistency"] == 0
+    assert _sup(none_kept) == pytest.approx(_sup(free))  # the threshold touches only the consistency
+    # a cut inside the teacher's confidence range keeps exactly the slots above it, divisor unchanged
+    teacher = probe.teacher.vision
+    confidence = teacher.logits.softmax(-1).max(-1).values
+    cut = float(confidence.median())
+    _, some_kept = _ft_loss(data, probe, f"consistency.threshold={cut!r}")
+    mask = (confidence > cut).float()
+    assert 0 < mask.mean() < 1
+    expected = sequence_ce(probe.student.vision.logits, teacher.logits.argmax(-1), teacher.lengths, mask)
+    assert some_kept["cons_vision_to_vision"] == pytest.approx(float(expected), rel=1e-5)
+    assert 0 < some_kept["cons_vision_to_vision"] < free["cons_vision_to_vision"]
+
+
+def test_consistency_pairing_chooses_the_teacher_head(data, probe):
+    _, same = _ft_loss(data, probe)
+    _, vision = _ft_loss(data, probe, "consistency.pairing=vision")
+    _, alignment = _ft_loss(data, probe, "consistency.pairing=alignment")
+    assert set(_cons(same)) == {"cons_alignment_to_alignment", "cons_language_to_language", "cons_vision_to_vision"}
+    assert set(_cons(vision)) == {"cons_vision_to_alignment", "cons_vision_to_language", "cons_vision_to_vision"}
+    assert set(_cons(alignment)) == {"cons_alignment_to_alignment", "cons_alignment_to_language",
+                                     "cons_alignment_to_vision"}
+    # the same teacher head teaching the same student head gives the same term under either pairing
+    assert vision["cons_vision_to_vision"] == pytest.approx(same["cons_vision_to_vision"], rel=1e-6)
+    assert alignment["cons_alignment_to_vision"] != pytest.approx(same["cons_vision_to_vision"], rel=1e-3)
+    # the vision teacher's labels for the student's fusion rounds, averaged (one teacher, all heads)
+    t = probe.teacher.vision
+    rounds = [float(sequence_ce(o.logits, t.logits.argmax(-1), t.lengths)) for o in probe.student.alignment]
+    assert vision["cons_vision_to_alignment"] == pytest.approx(sum(rounds) / len(rounds), rel=1e-5)
+    assert vision["consistency"] != pytest.approx(same["consistency"], rel=1e-3)
+
+
+def test_consistency_student_heads_restricts_the_terms(data, probe):
+    _, every = _ft_loss(data, probe, "consistency.pairing=vision")
+    _, one = _ft_loss(data, probe, "consistency.pairing=vision", "consistency.student_heads=alignment")
+    assert set(_cons(one)) == {"cons_vision_to_alignment"}
+    assert one["consistency"] == pytest.approx(one["cons_vision_to_alignment"])
+    # official: one student head sums its fusion rounds, "all" averages them
+    rounds = len(probe.student.alignment)
+    assert rounds == 3
+    assert one["cons_vision_to_alignment"] == pytest.approx(rounds * every["cons_vision_to_alignment"], rel=1e-5)
+    _, mean = _ft_loss(data, probe, "consistency.pairing=vision", "consistency.student_heads=alignment",
+                       "consistency.iteration_reduction=mean")
+    assert mean["cons_vision_to_alignment"] == pytest.approx(every["cons_vision_to_alignment"], rel=1e-5)
+    # all_to_all always pairs every head with itself (student_heads is documented as ignored there)
+    assert _ft_loss(data, probe, "consistency.student_heads=alignment") == _ft_loss(data, probe)
+
+
+def test_consistency_one_hot_or_soft_teacher_labels(data, probe):
+    _, hard = _ft_loss(data, probe)
+    _, soft = _ft_loss(data, probe, "consistency.one_hot=false")
+    t, s = probe.teacher.vision, probe.student.vision.logits
+    assert hard["cons_vision_to_vision"] == pytest.approx(
+        float(sequence_ce(s, t.logits.argmax(-1), t.lengths)), rel=1e-5)
+    assert soft["cons_vision_to_vision"] == pytest.approx(
+        float(sequence_ce(s, t.logits.softmax(-1), t.lengths)), rel=1e-5)
+    for name in _cons(hard):
+        assert soft[name] != pytest.approx(hard[name], rel=1e-3), name
+    assert _sup(soft) == pytest.approx(_sup(hard))
+
+
+def test_consistency_kl_subtracts_the_teacher_entropy(data, probe):
+    _, ce_hard = _ft_loss(data, probe)
+    _, kl_hard = _ft_loss(data, probe, "consistency.kl=true")
+    assert kl_hard == pytest.approx(ce_hard, rel=1e-5)  # one-hot teacher labels have zero entropy
+    _, ce_soft = _ft_loss(data, probe, "consistency.one_hot=false")
+    _, kl_soft = _ft_loss(data, probe, "consistency.one_hot=false", "consistency.kl=true")
+    teacher, student = probe.teacher, probe.student
+    for head in ("alignment", "language", "vision"):
+        last = teacher.head(head)  # the teacher's last round labels every round of the student's head
+        rounds = 1 if head == "vision" else len(getattr(student, head))
+        gap = ce_soft[f"cons_{head}_to_{head}"] - kl_soft[f"cons_{head}_to_{head}"]
+        assert gap == pytest.approx(rounds * _teacher_mean_entropy(last), rel=1e-4), head
+        assert kl_soft[f"cons_{head}_to_{head}"] >= 0
+    assert _sup(kl_soft) == pytest.approx(_sup(ce_soft))
+
+
+def test_consistency_weight_and_ema_teacher_in_the_total(data, probe):
+    _, shared = _ft_loss(data, probe)
+    total, half = _ft_loss(data, probe, "consistency.weight=0.5")
+    assert total == pytest.approx(half["sup_teacher"] + half["sup_student"] + 0.5 * half["consistency"], rel=1e-5)
+    assert half == pytest.approx(shared)  # the weight scales the term in the total, not the logged term
+    total, ema = _ft_loss(data, probe, "consistency.ema=true")
+    assert not any(k.startswith("sup_teacher") for k in ema)  # no CE for a teacher without gradients
+    assert _cons(ema) == pytest.approx(_cons(shared), rel=1e-5)  # same weights: same teacher labels
+    assert total == pytest.approx(ema["sup_student"] + ema["consistency"], rel=1e-5)
