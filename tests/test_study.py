@@ -101,6 +101,7 @@ def test_step_seconds_reads_the_median_step_time(tmp_path):
     assert run_study.step_seconds(tmp_path) == (pytest.approx(0.5), pytest.approx(2.5))
 
 
+@pytest.mark.slow
 def test_quick_study_keeps_budget_and_writes_page(tmp_path):
     out = tmp_path / "study"
     page = tmp_path / "docs" / "results.md"

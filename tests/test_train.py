@@ -60,6 +60,7 @@ def recipe(name, data, *extra):
     return load_recipe(TINY / f"{name}.yaml", MICRO + data_sets(data) + list(extra))
 
 
+@pytest.mark.slow
 def test_three_stages_end_to_end(data, tmp_path):
     vis = train(recipe("pretrain_vision", data, "train.max_steps=3"), tmp_path / "vision")
     assert vis["steps"] == 3 and "vision" in vis["last_validation"]
@@ -91,6 +92,7 @@ def test_lm_validation_handles_words_at_max_length(tmp_path):
     assert 0.0 <= summary["last_validation"]["exact"] <= 100.0
 
 
+@pytest.mark.slow
 def test_language_model_learns(data, tmp_path):
     r = recipe("pretrain_lm", data, "train.max_steps=150", "train.eval_every=150", "optim.lr=0.003",
                "optim.periods=[]", "optim.schedule=constant", "optim.warmup_steps=0", "data.corpus_weighting=none",
@@ -103,6 +105,7 @@ def test_language_model_learns(data, tmp_path):
     assert summary["last_validation"]["exact"] > first["last_validation"]["exact"] + 30
 
 
+@pytest.mark.slow
 def test_resume_in_process_matches_uninterrupted(data, tmp_path):
     extra = ["train.save_every=3", "data.num_workers=2"]
     full = train(recipe("finetune", data, "train.max_steps=6", *extra), tmp_path / "full")
@@ -125,6 +128,7 @@ STREAMED = ["data.labeled=[]", "data.unlabeled=[]", "data.valid=[]", "data.valid
             "data.unlabeled_synth=[{style: wild, seed: 6, crops_per_epoch: 64}]", "augment.ramp_steps=12"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source", ["lmdb", "streamed"])
 def test_kill9_then_resume_gives_same_weights(data, tmp_path, source):
     sets = []
@@ -162,6 +166,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_ddp_two_gloo_ranks_match_single_process(data, tmp_path):
     sets = MICRO + data_sets(data) + ["train.max_steps=5", "train.batch_size=16", "model.dropout=0.0", "train.threads=1"]
     train(load_recipe(TINY / "pretrain_lm.yaml", sets), tmp_path / "single")
