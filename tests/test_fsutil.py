@@ -180,3 +180,13 @@ def test_replace_dir_deletes_the_old_folder_only_after_the_rename(tmp_path, monk
     kept = [p for p in tmp_path.rglob("old.txt")]
     assert len(kept) == 1 and kept[0].read_text() == "old"
     assert (tmp / "new.txt").read_text() == "new"
+
+
+@pytest.mark.parametrize("mask,mode", [(0o022, 0o644), (0o077, 0o600)], ids=["022", "077"])
+def test_atomic_file_gets_the_umask_permissions_not_mkstemp_0600(tmp_path, mask, mode):
+    old = os.umask(mask)
+    try:
+        atomic_write_json(tmp_path / "a.json", {"x": 1})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == mode
