@@ -174,23 +174,35 @@ def plan_steps(args, step_s: dict, startup: float, n_regimes: int, time_left: fl
 class Replanner:
     """When the source model and the LM have finished, size the fine-tuning runs to the time left.
 
-    The calibrated step times are scaled by how fast the source model actually ran against its
-    calibration (a machine that got busier or quieter since), and the vision arms still to run
-    are charged first.
+    Every finished run (source model, LM, vision arms) gives a ratio of its measured step time
+    to its calibrated one; their median scales the calibration of the kinds still to run (a
+    machine that got busier or quieter since), except that a kind not yet observed is never
+    assumed faster than calibrated: in the first full study the calibration of one kind was
+    taken while other jobs loaded the machine and of another while it was quiet, and scaling
+    both by the same ratio under-planned fine-tuning by half. The vision arms still to run are
+    charged first; the deadline checks of later runs use the same times.
     """
 
     def __init__(self, args, jobs: list[Job], step_s: dict, startup: float, n_regimes: int, deadline: float):
         self.args, self.jobs, self.step_s, self.startup = args, jobs, step_s, startup
         self.n_regimes, self.deadline, self.record = n_regimes, deadline, {}
 
+    def measured_ratios(self) -> dict[str, float]:
+        """name -> measured / calibrated seconds per step of every finished run."""
+        out = {}
+        for j in self.jobs:
+            if j.status == "done" and self.step_s.get(j.kind, 0) > 0:
+                out[j.name] = step_seconds(Path(j.spec["out"]) / "run")[0] / self.step_s[j.kind]
+        return out
+
     def __call__(self, ended: Job) -> None:
         by = {j.name: j for j in self.jobs}
         if self.record or ended.name not in ("teacher", "lm") or any(by[n].status != "done" for n in ("teacher", "lm")):
             return
-        teacher = by["teacher"]
-        actual = step_seconds(Path(teacher.spec["out"]) / "run")[0]
-        scale = max(0.25, min(4.0, actual / self.step_s["teacher"])) if self.step_s["teacher"] > 0 else 1.0
-        t = {k: v * scale for k, v in self.step_s.items()}
+        ratios = self.measured_ratios()
+        scale = max(0.25, min(4.0, statistics.median(ratios.values())))
+        seen = {by[n].kind for n in ratios}
+        t = {k: v * (scale if k in seen else max(1.0, scale)) for k, v in self.step_s.items()}
         now = time.time()
         side = 0.0
         for j in self.jobs:
@@ -205,9 +217,11 @@ class Replanner:
         for j in ft:
             set_steps(j.spec, f, max(1, f // 10))
             j.steps = f
-        self.record = {"at_s": round(now - teacher.started, 1), "teacher_step_s": actual, "scale": scale,
-                       "vision_left_s": round(side, 1), "finetune_steps": f}
-        log(f"re-plan: source model ran {actual:.3f} s/step ({scale:.2f}x calibration); fine-tuning {f} steps per run")
+        self.step_s.update(t)
+        self.record = {"at_s": round(now - by["teacher"].started, 1), "ratios": ratios, "scale": scale,
+                       "step_seconds": t, "vision_left_s": round(side, 1), "finetune_steps": f}
+        log(f"re-plan: finished runs ran {scale:.2f}x their calibrated step time (median of {len(ratios)}); "
+            f"fine-tuning {f} steps per run")
 
 
 def machine() -> dict:
@@ -282,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     def estimate(job: Job) -> float:
         return job.steps * step_s[job.kind] + startup + eval_s.get(job.kind, args.eval_allowance)
 
+    calibrated = dict(step_s)
     replan = Replanner(args, jobs, step_s, startup, len(regimes), pool.deadline)
     t0 = time.time()
     run_jobs(pool, jobs, estimate, on_end=replan)
@@ -302,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         "steps": asdict(steps) | ({"finetune": replan.record["finetune_steps"]} if replan.record else {}), "eval_every": every,
         "gate": {"threshold": GATE, "teacher_valid_accuracy": teacher_valid,
                  "passed": teacher_valid is not None and teacher_valid >= GATE},
-        "calibration": {"step_seconds": step_s, "startup_seconds": startup}, "replan": replan.record,
+        "calibration": {"step_seconds": calibrated, "startup_seconds": startup}, "replan": replan.record,
         "timing": {"data_s": t_data, "runs_s": time.time() - t0},
         "runs": results,
     }

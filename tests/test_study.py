@@ -102,6 +102,38 @@ def test_step_seconds_reads_the_median_step_time(tmp_path):
 
 
 @pytest.mark.slow
+def test_replan_scales_observed_kinds_and_never_speeds_up_unseen_ones(tmp_path):
+    """Finished runs ran at half their calibrated step time: fine-tuning (not yet seen) keeps its calibration."""
+    import argparse
+
+    import run_study
+    from study_pool import Job
+
+    def finished(name, kind, step_s):
+        out = tmp_path / name
+        (out / "run").mkdir(parents=True)
+        lines = [json.dumps({"event": "train", "step": k, "seconds": step_s * k}) for k in range(1, 6)]
+        (out / "run" / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+        job = Job(name, kind, {"out": str(out)}, status="done")
+        job.started = time.time() - 100
+        return job
+
+    calibrated = {"teacher": 1.0, "lm": 1.0, "vis_ce": 1.0, "vis_seqclr": 1.0, "ft_supervised": 0.5,
+                  "ft_consistency": 1.0}
+    ft = [Job(f"A_{a}_s0", "ft_supervised" if a == "supervised" else "ft_consistency",
+              {"steps": 0, "overrides": ["train.max_steps=10"]}) for a in study_plan.FINETUNE_ARMS]
+    jobs = [finished("teacher", "teacher", 0.5), finished("lm", "lm", 0.5)] + ft
+    args = argparse.Namespace(seeds=[0], lanes=2, eval_allowance=0.0, max_finetune_steps=10_000)
+    step_s = dict(calibrated)
+    replan = run_study.Replanner(args, jobs, step_s, startup=0.0, n_regimes=1, deadline=time.time() + 350.0)
+    replan(jobs[1])
+    assert replan.record["scale"] == pytest.approx(0.5)
+    assert step_s["teacher"] == pytest.approx(0.5) and step_s["ft_consistency"] == pytest.approx(1.0)
+    # 2 lanes x ~350 s / (0.5 + 3 x 1.0 s per step of the four arms together) ~ 200 steps, the same for every arm
+    assert {j.steps for j in ft} == {replan.record["finetune_steps"]} and 180 <= ft[0].steps <= 200
+    assert "train.max_steps=%d" % ft[0].steps in ft[0].spec["overrides"]
+
+
 def test_quick_study_keeps_budget_and_writes_page(tmp_path):
     out = tmp_path / "study"
     page = tmp_path / "docs" / "results.md"
