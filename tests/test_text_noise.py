@@ -8,24 +8,15 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from semimtr_cli.metrics import edit_distance
 from semimtr_cli.data.text_noise import disturb_word, spelling_mutation
 
 LETTERS = set(string.ascii_lowercase)
 WORDS = ["scene", "text", "recognition", "of", "language", "models", "a", "ok", "abc", "naturally"]
 
 
-def levenshtein(a: str, b: str) -> int:
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i]
-        for j, cb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-        prev = cur
-    return prev[-1]
-
-
-def test_levenshtein_helper():
-    assert [levenshtein(*p) for p in [("", ""), ("abc", "abc"), ("abc", "abd"), ("abc", "ab"), ("ab", "xab"),
+def test_edit_distance_used_here():
+    assert [edit_distance(*p) for p in [("", ""), ("abc", "abc"), ("abc", "abd"), ("abc", "ab"), ("ab", "xab"),
                                       ("kitten", "sitting")]] == [0, 0, 1, 1, 1, 3]
 
 
@@ -59,7 +50,7 @@ def test_disturb_leaves_short_and_mostly_digit_words_alone():
 @pytest.mark.parametrize("degree", [1, 2, 3])
 def test_disturb_makes_at_most_degree_edits(degree):
     rng = np.random.default_rng(degree)
-    distances = Counter(levenshtein(w, disturb_word(w, rng, degree)) for w in ["recognition", "language"] * 2000)
+    distances = Counter(edit_distance(w, disturb_word(w, rng, degree)) for w in ["recognition", "language"] * 2000)
     assert max(distances) == degree  # at most degree edits, and degree edits do happen
     assert set(distances) == set(range(degree + 1))
 
@@ -90,7 +81,7 @@ def test_spelling_mutation_leaves_single_letters_and_numbers_alone():
 def test_spelling_mutation_edit_cap_by_length(word, cap):
     """At most 3 edits; capped to 1 for lengths 2-4 and to len // 2 otherwise."""
     rng = np.random.default_rng(len(word))
-    distances = Counter(levenshtein(word, spelling_mutation(word, rng)) for _ in range(6000))
+    distances = Counter(edit_distance(word, spelling_mutation(word, rng)) for _ in range(6000))
     assert max(distances) == cap
 
 
@@ -101,7 +92,7 @@ def test_spelling_mutation_edit_count_shares():
     undoes an earlier one), never exceed it: P(d >= k) <= P(edits >= k)."""
     rng = np.random.default_rng(5)
     n, word = 20000, "naturally"
-    distances = Counter(levenshtein(word, spelling_mutation(word, rng)) for _ in range(n))
+    distances = Counter(edit_distance(word, spelling_mutation(word, rng)) for _ in range(n))
     assert distances[0] / n == pytest.approx(0.7, abs=0.015)
     assert 0.12 < (distances[2] + distances[3]) / n <= 0.15 + 0.01
     assert 0.025 < distances[3] / n <= 0.05 + 0.005
