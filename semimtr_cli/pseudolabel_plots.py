@@ -28,12 +28,7 @@ def plot_histograms(result: PseudoLabels, out_dir: str | Path) -> list[Path]:
     ax.set_xlabel(f"teacher confidence ({result.settings.get('confidence', 'product')})")
     ax.set_ylabel("samples")
     ax.set_title(f"confidence, {len(conf)} samples ({result.settings.get('head')}, {result.settings.get('view')} view)")
-    fig.tight_layout()
-    path = out_dir / "confidence_hist.png"
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    written.append(path)
+    written.append(_save(fig, out_dir / "confidence_hist.png"))
 
     lengths = [r["length"] for r in result.rows]
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
@@ -42,10 +37,16 @@ def plot_histograms(result: PseudoLabels, out_dir: str | Path) -> list[Path]:
     ax.set_xlabel("teacher length (characters + stop slot)")
     ax.set_ylabel("samples")
     ax.set_title("pseudo-label length")
+    written.append(_save(fig, out_dir / "length_hist.png"))
+    return written
+
+
+def _save(fig, path: Path) -> Path:
+    """Lay out ``fig``, write it as a PNG atomically, close it, return ``path``."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
-    path = out_dir / "length_hist.png"
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
-    written.append(path)
-    return written
+    return path
