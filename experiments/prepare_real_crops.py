@@ -7,7 +7,7 @@ Only training splits are read (never a benchmark test split):
 
 | source | files read | crops |
 |---|---|---|
-| IIIT5K train | `data/IIIT5K/trainset.lmdb` (CRNN keys), else `data/IIIT5K/traindata.mat` (needs scipy) + `data/IIIT5K/train/` | 2000 |
+| IIIT5K train | `data/IIIT5K/trainset.lmdb` (CRNN keys), else `traindata.mat` or `trainCharBound.mat` (needs scipy) + `data/IIIT5K/train/` | 2000 |
 | SVT train | `data/svt1/train.xml` word boxes cut from `data/svt1/img/` | 257 |
 | IC03 | `data/icdar03/annotation.txt` (index into `lexicon.txt`) + `data/icdar03/images/` | 860 |
 | IC15 train | `train_data/ic15_data/rec_gt_train.txt` + `train_data/train/` | 4468 |
@@ -94,13 +94,20 @@ def iiit5k_train(enctc: Path) -> list[Crop]:
                     raise PrepareError(f"{db}: sample {i} of {n} has no image or label")
                 out.append(Crop("iiit5k", f"{i:05d}", label.decode("utf-8"), image))
         return out
-    mat = _need(base / "traindata.mat", "IIIT5K training labels (or trainset.lmdb)")
+    # traindata.mat (GroundTruth) is over 4 MiB and missing from some snapshots; trainCharBound.mat
+    # (99 KB) names the same 2000 images with their words in the field ``chars``
+    for name, key, field in (("traindata.mat", "traindata", "GroundTruth"), ("trainCharBound.mat", "trainCharBound", "chars")):
+        mat = base / name
+        if mat.is_file():
+            break
+    else:
+        raise PrepareError(f"{base}: missing IIIT5K training labels (trainset.lmdb, traindata.mat or trainCharBound.mat)")
     try:
         from scipy.io import loadmat
     except ImportError:
         raise PrepareError(f"{mat}: reading it needs scipy (pip install scipy)") from None
-    rows = loadmat(str(mat))["traindata"][0]
-    return [Crop("iiit5k", Path(str(r["ImgName"][0])).stem, str(r["GroundTruth"][0]), _read(base / str(r["ImgName"][0])))
+    rows = loadmat(str(mat))[key][0]
+    return [Crop("iiit5k", Path(str(r["ImgName"][0])).stem, str(r[field][0]), _read(base / str(r["ImgName"][0])))
             for r in rows]
 
 

@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import sys
 import time
@@ -33,12 +34,16 @@ from dataclasses import asdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from study_plan import (GATE, KINDS, PSEUDO_THRESHOLDS, RECIPES, REPO, Sizes, Steps, plan_jobs, regime_a,  # noqa: E402
-                        regime_a_sets, regime_b, set_steps)
+from study_plan import (GATE, PLANS, PSEUDO_THRESHOLDS, RECIPES, REPO, Sizes, Steps, calibration_kinds,  # noqa: E402
+                        plan_jobs, regime_a, regime_a_sets, regime_b, scored_crops, set_steps)
 from study_pool import Job, Pool, log, run_jobs  # noqa: E402
 
 
 # ============================================================================ worker side
+HEADS = ["alignment", "language", "vision"]
+POOL_MEASURED = 1000  # regime-B pool crops labeled for the pseudo-label statistics (regime A: 500 per style)
+
+
 def run_one(spec: dict) -> None:
     """Train one run, score its selected checkpoint, label the pools; write ``result.json``."""
     import torch
@@ -97,7 +102,14 @@ def label_pool(ckpt: Path, paths: list[str], heads: list[str]) -> dict:
 
 
 # ============================================================================ driver side
-QUICK_STEP_SECONDS = {"teacher": 0.4, "lm": 0.3, "vis_ce": 0.3, "vis_seqclr": 0.9, "ft_supervised": 0.4, "ft_consistency": 0.8}
+QUICK_STEP_SECONDS = {"teacher": 0.4, "lm": 0.3, "vis_ce": 0.3, "vis_seqclr": 0.9, "ft_supervised": 0.4,
+                      "ft_consistency": 0.8}
+
+
+def quick_step_seconds(kinds) -> dict[str, float]:
+    """Nominal step times for ``--quick`` (a per-regime kind takes its class's)."""
+    return {k: next(v for c, v in QUICK_STEP_SECONDS.items() if k == c or k.startswith(c + "_")) for k in kinds}
+
 
 def make_data(data: Path, sizes: Sizes) -> dict:
     """Render the regime-A LMDBs (reused when a folder's recorded settings match)."""
@@ -126,72 +138,81 @@ def step_seconds(run_dir: Path) -> tuple[float, float]:
     return statistics.median(rates), train[0][1] if train else 0.0
 
 
-def calibrate(out: Path, regimes, lanes: int, steps: int, deadline: float) -> tuple[dict, float]:
-    """Median seconds per step of every kind in KINDS, and the start-up seconds of a run."""
-    a = regimes[0]
-    jobs = []
-    for kind, (recipe, ov) in KINDS.items():
-        data = ([] if kind == "lm" else a.data_overrides() if kind.startswith("ft") else
-                [f"data.unlabeled=[{','.join(a.unlabeled)}]"] if kind == "vis_seqclr" else [])
-        jobs.append(Job(kind, kind, {"name": kind, "recipe": recipe, "overrides": data + ov + [
-            f"train.max_steps={steps}", "train.eval_every=0", "train.save_every=0", "train.log_every=1", "data.valid=[]"]},
-            steps=steps))
-    pool = Pool(out / "calibration", lanes, deadline, Path(__file__).resolve())
+def calibrate(folder: Path, kinds: dict, lanes: int, steps: int, deadline: float) -> tuple[dict, float, dict]:
+    """Median seconds per step of every kind (``kind -> (recipe, overrides, LMDB to score)``), the
+    start-up seconds of a run, and seconds per scored crop per regime (from the kinds that score)."""
+    jobs = [Job(kind, kind, {"name": kind, "recipe": recipe, "overrides": ov + [
+        f"train.max_steps={steps}", "train.eval_every=0", "train.save_every=0", "train.log_every=1", "data.valid=[]"],
+        "eval": {"sets": {"calibration": score}, "heads": ["vision"] if recipe == "pretrain_vision.yaml" else HEADS}
+        if score else None}, steps=steps)
+        for kind, (recipe, ov, score) in kinds.items()]
+    pool = Pool(folder, lanes, deadline, Path(__file__).resolve())
     run_jobs(pool, jobs, lambda j: 0.0)
-    step_s, startup = {}, []
+    step_s, startup, score_s = {}, [], {}
     for job in jobs:
         if job.status != "done":
             raise SystemExit(f"calibration run {job.name} failed: {job.note}")
-        step_s[job.name], first = step_seconds(out / "calibration" / job.name / "run")
+        step_s[job.name], first = step_seconds(folder / job.name / "run")
         res = json.loads(pool.result_path(job).read_text())
-        startup.append(job.wall_s - res["train_seconds"] + first)
-    return step_s, max(3.0, statistics.median(startup))
+        startup.append(job.wall_s - res["train_seconds"] - res["eval_seconds"] + first)
+        if res.get("test"):
+            regime = "B" if job.name.endswith("_B") else "A"
+            score_s[regime] = res["eval_seconds"] / max(1, res["test"]["calibration"]["evaluated"])
+    return step_s, max(3.0, statistics.median(startup)), score_s
 
 
-def fit_finetune(seconds: float, lanes: int, step_cost: float, side: float, overhead: float, cap: int) -> int:
-    """Fine-tuning steps F (multiple of 10, 10..cap) such that F * step_cost + side + overhead fits
-    ``lanes`` lanes for ``seconds``; ``step_cost``: seconds of all fine-tuning runs' F-th step together."""
+def fit_steps(seconds: float, lanes: int, step_cost: float, side: float, overhead: float, cap: int) -> int:
+    """Steps N (multiple of 10, 10..cap) such that N * step_cost + side + overhead fits ``lanes``
+    lanes for ``seconds``; ``step_cost``: seconds of the N-th step of all the runs sized together."""
     f = int((seconds * lanes - side - overhead) / step_cost) if step_cost > 0 else cap
     return max(10, min(cap, f - f % 10))
 
 
-def ft_step_cost(step_s: dict, seeds: int, n_regimes: int) -> float:
-    return seeds * n_regimes * (step_s["ft_supervised"] + 3 * step_s["ft_consistency"])
+def ft_step_cost(step_s: dict, seeds: int, regimes: list[str]) -> float:
+    """Seconds of one step of every fine-tuning run together (per regime: 1 supervised + 3 consistency arms)."""
+    return seeds * sum(step_s[f"ft_supervised_{r}"] + 3 * step_s[f"ft_consistency_{r}"] for r in regimes)
 
 
-def plan_steps(args, step_s: dict, startup: float, n_regimes: int, time_left: float) -> Steps:
-    """The first plan: the source model holds one lane while the LM and the vision arms run beside it;
-    fine-tuning gets what is left (re-planned when the source models are done, see ``Replanner``)."""
+def plan_steps(args, step_s: dict, regimes: list[str], time_left: float, sources_left: bool, overhead: float) -> Steps:
+    """Steps per run kind. ``overhead``: lane-seconds of start-up and scoring of the runs being
+    sized. ``vision``: the arms' steps fill the budget. ``finetune``: the source model and the LM
+    run side by side first (unless a ``sources`` run left them); fine-tuning gets what is left
+    (re-planned when they finish, see ``Replanner``)."""
     seeds, lanes, t = len(args.seeds), args.lanes, step_s
-    pre = args.teacher_steps * t["teacher"]
-    side = args.lm_steps * t["lm"] + seeds * args.vision_steps * (t["vis_ce"] + t["vis_seqclr"])
-    overhead = startup * 4 * seeds * n_regimes + args.eval_allowance * 4 * seeds * n_regimes
-    f = fit_finetune(time_left - pre, lanes, ft_step_cost(t, seeds, n_regimes), max(0.0, side - (lanes - 1) * pre),
-                     overhead, args.max_finetune_steps)
-    return Steps(args.teacher_steps, args.lm_steps, args.vision_steps, f)
+    if args.plan == "vision":
+        # two lanes end together only approximately (six runs of two lengths): 5 % packing loss
+        v = fit_steps(time_left * 0.95, lanes, seeds * (t["vis_ce"] + t["vis_seqclr"]), 0.0, overhead, args.vision_steps)
+        return Steps(0, 0, v, 0)
+    if args.plan == "sources":
+        return Steps(args.teacher_steps, args.lm_steps, 0, 0)
+    pre = 0.0
+    if sources_left:
+        teacher, lm = args.teacher_steps * t["teacher"], args.lm_steps * t["lm"]
+        pre = max(teacher, lm) if lanes > 1 else teacher + lm
+    f = fit_steps(time_left - pre, lanes, ft_step_cost(t, seeds, regimes), 0.0, overhead, args.max_finetune_steps)
+    return Steps(args.teacher_steps, args.lm_steps, 0, f)
 
 
 class Replanner:
     """When the source model and the LM have finished, size the fine-tuning runs to the time left.
 
-    Every finished run (source model, LM, vision arms) gives a ratio of its measured step time
-    to its calibrated one; their median scales the calibration of the kinds still to run (a
-    machine that got busier or quieter since), except that a kind not yet observed is never
-    assumed faster than calibrated: in the first full study the calibration of one kind was
-    taken while other jobs loaded the machine and of another while it was quiet, and scaling
-    both by the same ratio under-planned fine-tuning by half. The vision arms still to run are
-    charged first; the deadline checks of later runs use the same times.
+    Every finished run gives a ratio of its measured step time to its calibrated one; their
+    median scales the calibration of the kinds still to run (a machine that got busier or
+    quieter since), except that a kind not yet observed is never assumed faster than
+    calibrated: in the first full study the calibration of one kind was taken while other jobs
+    loaded the machine and of another while it was quiet, and scaling both by the same ratio
+    under-planned fine-tuning by half. The deadline checks of later runs use the same times.
     """
 
-    def __init__(self, args, jobs: list[Job], step_s: dict, startup: float, n_regimes: int, deadline: float):
-        self.args, self.jobs, self.step_s, self.startup = args, jobs, step_s, startup
-        self.n_regimes, self.deadline, self.record = n_regimes, deadline, {}
+    def __init__(self, args, jobs: list[Job], step_s: dict, allowance, regimes: list[str], deadline: float):
+        self.args, self.jobs, self.step_s, self.allowance = args, jobs, step_s, allowance
+        self.regimes, self.deadline, self.record = regimes, deadline, {}
 
     def measured_ratios(self) -> dict[str, float]:
-        """name -> measured / calibrated seconds per step of every finished run."""
+        """name -> measured / calibrated seconds per step of every run finished here (not reused)."""
         out = {}
         for j in self.jobs:
-            if j.status == "done" and self.step_s.get(j.kind, 0) > 0:
+            if j.status == "done" and j.started and self.step_s.get(j.kind, 0) > 0:
                 out[j.name] = step_seconds(Path(j.spec["out"]) / "run")[0] / self.step_s[j.kind]
         return out
 
@@ -200,28 +221,63 @@ class Replanner:
         if self.record or ended.name not in ("teacher", "lm") or any(by[n].status != "done" for n in ("teacher", "lm")):
             return
         ratios = self.measured_ratios()
-        scale = max(0.25, min(4.0, statistics.median(ratios.values())))
+        scale = max(0.25, min(4.0, statistics.median(ratios.values()))) if ratios else 1.0
         seen = {by[n].kind for n in ratios}
         t = {k: v * (scale if k in seen else max(1.0, scale)) for k, v in self.step_s.items()}
         now = time.time()
-        side = 0.0
-        for j in self.jobs:
-            if j.kind in ("vis_ce", "vis_seqclr") and j.status in ("pending", "running"):
-                left = j.steps * t[j.kind] + self.startup
-                side += left - (now - j.started if j.status == "running" else 0.0)
         ft = [j for j in self.jobs if j.kind.startswith("ft_") and j.status == "pending"]
-        seeds = len(self.args.seeds)
-        overhead = len(ft) * (self.startup + self.args.eval_allowance)
-        f = fit_finetune(self.deadline - now, self.args.lanes, ft_step_cost(t, seeds, self.n_regimes), side, overhead,
-                         self.args.max_finetune_steps)
+        overhead = sum(self.allowance(j) for j in ft)
+        f = fit_steps(self.deadline - now, self.args.lanes, ft_step_cost(t, len(self.args.seeds), self.regimes), 0.0,
+                      overhead, self.args.max_finetune_steps)
         for j in ft:
             set_steps(j.spec, f, max(1, f // 10))
             j.steps = f
         self.step_s.update(t)
         self.record = {"at_s": round(now - by["teacher"].started, 1), "ratios": ratios, "scale": scale,
-                       "step_seconds": t, "vision_left_s": round(side, 1), "finetune_steps": f}
+                       "step_seconds": t, "finetune_steps": f}
         log(f"re-plan: finished runs ran {scale:.2f}x their calibrated step time (median of {len(ratios)}); "
             f"fine-tuning {f} steps per run")
+
+
+def reuse_sources(jobs: list[Job], runs: Path) -> dict:
+    """Mark the source model and the LM done where a finished run with the same recipe and
+    overrides is in ``runs`` (left by ``--plan sources``); returns what was reused."""
+    reused = {}
+    for job in jobs:
+        d = runs / job.name
+        if job.kind not in ("teacher", "lm") or not (d / "result.json").is_file() or not (d / "spec.json").is_file():
+            continue
+        old = json.loads((d / "spec.json").read_text())
+        if (old["recipe"], old["overrides"]) != (job.spec["recipe"], job.spec["overrides"]):
+            raise SystemExit(f"{d}: a {job.name} run with other settings is there; remove it or match --teacher-steps/"
+                             "--lm-steps to the sources run")
+        job.spec["out"], job.status, job.note = str(d), "done", "reused from a --plan sources run"
+        reused[job.name] = json.loads((d / "result.json").read_text())["train_seconds"]
+    return reused
+
+
+def lmdb_sizes(regimes) -> dict[str, int]:
+    """LMDB path -> samples, for every LMDB the regimes name."""
+    from semimtr_cli.data.lmdb_io import LmdbReader
+
+    paths = {p for r in regimes for p in [*r.labeled, *r.unlabeled, *r.valid, *r.test.values(), *r.truth]}
+    return {p: len(LmdbReader(p)) for p in paths}
+
+
+def thin_pool(src: Path, dst: Path, n: int) -> Path:
+    """The first of every ``len/n`` crops of a labeled pool copy as its own LMDB (every source of a
+    pool built source by source keeps its share); reused when ``dst`` records the same source and n."""
+    from semimtr_cli.data.lmdb_io import LmdbReader, write_lmdb
+    from semimtr_cli.fsutil import atomic_write_json
+
+    stamp, want = dst.with_name(dst.name + ".json"), {"source": str(src), "n": n}
+    if dst.is_dir() and stamp.is_file() and json.loads(stamp.read_text()) == want:
+        return dst
+    reader = LmdbReader(src)
+    picks = [int(i * len(reader) / n) for i in range(n)] if len(reader) > n else range(len(reader))
+    write_lmdb(dst, (reader.sample(i) for i in picks), overwrite=True)
+    atomic_write_json(stamp, want)
+    return dst
 
 
 def machine() -> dict:
@@ -234,26 +290,32 @@ def machine() -> dict:
             "python": platform.python_version(), "torch": torch.__version__, "load_average_at_start": list(os.getloadavg())}
 
 
+PAGES = {"finetune": "results.md", "vision": "results-vision.md", "sources": None}
+RESULTS = {"finetune": "results.json", "vision": "results-vision.json", "sources": "sources.json"}
+
+
 def parse_args(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--budget-minutes", type=float, default=90.0, help="wall-clock budget of the whole study")
-    ap.add_argument("--out", default="runs/study", help="study folder (data, runs, results.json)")
+    ap.add_argument("--plan", choices=PLANS, default="finetune",
+                    help="finetune (default): source models (or those of a sources run) + the fine-tuning arms; "
+                         "sources: the source model and the LM only; vision: the from-scratch vision arms")
+    ap.add_argument("--budget-minutes", type=float, default=90.0, help="wall-clock budget of this plan")
+    ap.add_argument("--out", default="runs/study", help="study folder (data, runs, results JSON); plans share it")
     ap.add_argument("--real", type=Path, default=None, help="regime B: output folder of prepare_real_crops.py")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--teacher-steps", type=int, default=6000, help="source model steps (batch 32)")
-    ap.add_argument("--lm-steps", type=int, default=1500, help="language model steps (batch 256)")
-    ap.add_argument("--vision-steps", type=int, default=800, help="steps of each from-scratch vision arm")
+    ap.add_argument("--lm-steps", type=int, default=7000, help="language model steps (batch 256; beside the source model)")
+    ap.add_argument("--vision-steps", type=int, default=6000, help="cap of the planned steps of each vision arm")
     ap.add_argument("--max-finetune-steps", type=int, default=1000, help="cap of the planned fine-tuning steps")
-    ap.add_argument("--eval-allowance", type=float, default=40.0, help="seconds allowed per fine-tuning run for scoring")
     ap.add_argument("--lanes", type=int, default=2, help="runs side by side (1 torch thread each)")
     ap.add_argument("--quick", action="store_true", help="tiny data and steps: a smoke test of the pipeline")
-    ap.add_argument("--page", default=None, help="results page (default docs/results.md; OUT/results.md with --quick)")
+    ap.add_argument("--page", default=None, help="results page (default docs/results.md or docs/results-vision.md; "
+                                                 "OUT/<that name> with --quick)")
     ap.add_argument("--job", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.quick:
-        args.teacher_steps, args.lm_steps, args.vision_steps = min(args.teacher_steps, 30), min(args.lm_steps, 20), 20
-        args.max_finetune_steps = 20
-        args.eval_allowance = 5.0
+        args.teacher_steps, args.lm_steps = min(args.teacher_steps, 30), min(args.lm_steps, 20)
+        args.vision_steps, args.max_finetune_steps = 20, 20
     return args
 
 
@@ -265,70 +327,111 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.time()
     deadline = t_start + args.budget_minutes * 60
     out = Path(args.out).resolve()
-    if (out / "runs").exists() or (out / "calibration").exists():
-        raise SystemExit(f"{out} already holds a study; remove its runs/ and calibration/ folders or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
-    page = Path(args.page) if args.page else (out / "results.md" if args.quick else REPO / "docs" / "results.md")
-    log(f"study in {out}, budget {args.budget_minutes} min, seeds {args.seeds}, lanes {args.lanes}")
+    page = None
+    if PAGES[args.plan]:
+        page = Path(args.page) if args.page else (out if args.quick else REPO / "docs") / PAGES[args.plan]
+    log(f"study plan {args.plan} in {out}, budget {args.budget_minutes} min, seeds {args.seeds}, lanes {args.lanes}")
 
     data_info = make_data(out / "data", Sizes.quick() if args.quick else Sizes())
-    regimes = [regime_a(out / "data")] + ([regime_b(args.real.resolve())] if args.real else [])
+    regimes = [regime_a(out / "data")]
+    if args.real and args.plan != "vision":
+        b = regime_b(args.real.resolve())
+        b.truth = [str(thin_pool(Path(b.truth[0]), out / "data" / f"B_truth_{POOL_MEASURED}", POOL_MEASURED))]
+        regimes.append(b)
+    names = [r.name for r in regimes]
     t_data = time.time() - t_start
-    log(f"data ready in {t_data:.0f} s; regimes {', '.join(r.name for r in regimes)}")
-
-    if args.quick:  # plumbing only: nominal step times instead of six calibration processes
-        step_s, startup = dict(QUICK_STEP_SECONDS), 8.0
-    else:
-        step_s, startup = calibrate(out, regimes, args.lanes, 12, deadline)
-    log("seconds per step: " + ", ".join(f"{k} {v:.3f}" for k, v in step_s.items()) + f"; start-up {startup:.1f} s")
-    report_s = 10.0 if args.quick else 60.0
-    steps = plan_steps(args, step_s, startup, len(regimes), (deadline - time.time() - report_s) * 0.9)
-    every = {"teacher": max(1, steps.teacher // 12), "lm": max(1, steps.lm // 3), "vision": max(1, steps.vision // 6),
-             "finetune": max(1, steps.finetune // 10)}
-    log(f"plan: {steps}, validation every {every}")
+    log(f"data ready in {t_data:.0f} s; regimes {', '.join(names)}")
 
     runs = out / "runs"
-    specs = plan_jobs(steps, args.seeds, regimes, runs, every)
-    jobs = [Job(s["name"], s["kind"], s, deps=s["deps"], steps=s["steps"]) for s in specs]
-    pool = Pool(runs, args.lanes, deadline - report_s * 0.5, Path(__file__).resolve())
-    eval_s = {"teacher": 2 * args.eval_allowance, "lm": 0.0}
+    nominal = Steps(args.teacher_steps, args.lm_steps, args.vision_steps, args.max_finetune_steps)
+    probe = [Job(s["name"], s["kind"], s) for s in plan_jobs(args.plan, nominal, args.seeds, regimes, runs, every_of(nominal))]
+    reused = reuse_sources(probe, runs)
+    clash = [str(runs / j.name) for j in probe if j.status != "done" and (runs / j.name).exists()]
+    if clash:
+        raise SystemExit(f"{clash[0]} already exists ({len(clash)} run folders of this plan); remove them or choose "
+                         "another --out")
+    kinds = {k: v for k, v in calibration_kinds(args.plan, regimes).items() if k not in reused}
+    if args.quick:  # plumbing only: nominal step times instead of calibration processes
+        step_s, startup, score_s = quick_step_seconds(kinds), 8.0, {"A": 0.004, "B": 0.006}
+    else:
+        calib = out / f"calibration-{args.plan}"
+        shutil.rmtree(calib, ignore_errors=True)
+        step_s, startup, score_s = calibrate(calib, kinds, args.lanes, 12, deadline)
+    log("seconds per step: " + ", ".join(f"{k} {v:.3f}" for k, v in step_s.items()) + f"; start-up {startup:.1f} s; "
+        "seconds per scored crop: " + ", ".join(f"{k} {v:.4f}" for k, v in score_s.items()))
+    sizes = lmdb_sizes(regimes)
+
+    def allowance(job: Job) -> float:
+        """Start-up and scoring seconds of one run (its validations, tests and pools)."""
+        rate = score_s.get(job.spec.get("regime") or "A", max(score_s.values(), default=0.0))
+        return startup + scored_crops(job.spec, sizes) * rate
 
     def estimate(job: Job) -> float:
-        return job.steps * step_s[job.kind] + startup + eval_s.get(job.kind, args.eval_allowance)
+        return job.steps * step_s[job.kind] + allowance(job)
+
+    report_s = 10.0 if args.quick else 60.0
+    sized = [j for j in probe if j.kind.startswith(("ft_", "vis_"))]
+    steps = plan_steps(args, step_s, names, (deadline - time.time() - report_s) * 0.9, not reused,
+                       sum(allowance(j) for j in sized))
+    every = every_of(steps)
+    log(f"plan: {steps}, validation every {every}" + (f"; reused: {', '.join(reused)}" if reused else ""))
+
+    specs = plan_jobs(args.plan, steps, args.seeds, regimes, runs, every)
+    jobs = [Job(s["name"], s["kind"], s, deps=s["deps"], steps=s["steps"]) for s in specs]
+    reuse_sources(jobs, runs)
+    pool = Pool(runs, args.lanes, deadline - report_s * 0.5, Path(__file__).resolve())
 
     calibrated = dict(step_s)
-    replan = Replanner(args, jobs, step_s, startup, len(regimes), pool.deadline)
+    replan = Replanner(args, jobs, step_s, allowance, names, pool.deadline)
     t0 = time.time()
-    run_jobs(pool, jobs, estimate, on_end=replan)
+    run_jobs(pool, jobs, estimate, on_end=replan if args.plan == "finetune" and not reused else None)
     results = {}
     for job in jobs:
         entry = {k: job.spec.get(k) for k in ("kind", "steps", "arm", "seed", "regime")}
-        entry.update(status=job.status, note=job.note, estimate_s=round(estimate(job), 1), wall_s=job.wall_s)
+        reused_run = job.name in reused
+        entry.update(status=job.status, note=job.note, estimate_s=None if reused_run else round(estimate(job), 1),
+                     wall_s=job.wall_s, reused=reused_run)
         if job.status == "done":
             entry.update(json.loads(pool.result_path(job).read_text()))
         results[job.name] = entry
-    teacher_valid = (results["teacher"].get("summary") or {}).get("best", {}).get("value")
     study = {
+        "plan": args.plan,
         "command": "python experiments/run_study.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "budget_minutes": args.budget_minutes, "quick": args.quick, "seeds": args.seeds, "lanes": args.lanes,
         "threads_per_run": 1, "machine": machine(), "data": data_info,
         "regimes": {r.name: {"labeled": r.labeled, "unlabeled": r.unlabeled, "valid": r.valid, "test": r.test,
                              "truth": r.truth} for r in regimes},
         "steps": asdict(steps) | ({"finetune": replan.record["finetune_steps"]} if replan.record else {}), "eval_every": every,
-        "gate": {"threshold": GATE, "teacher_valid_accuracy": teacher_valid,
-                 "passed": teacher_valid is not None and teacher_valid >= GATE},
-        "calibration": {"step_seconds": calibrated, "startup_seconds": startup}, "replan": replan.record,
+        "calibration": {"step_seconds": calibrated, "startup_seconds": startup, "score_seconds_per_crop": score_s},
+        "replan": replan.record,
         "timing": {"data_s": t_data, "runs_s": time.time() - t0},
         "runs": results,
     }
+    if args.plan != "vision":
+        acc = (results["teacher"].get("summary") or {}).get("best", {}).get("value")
+        study["gate"] = {"threshold": GATE, "teacher_valid_accuracy": acc, "passed": acc is not None and acc >= GATE}
+        sources = out / RESULTS["sources"]
+        if reused and sources.is_file():
+            src = json.loads(sources.read_text())
+            study["sources"] = {k: src[k] for k in ("command", "machine", "timing")}
     from semimtr_cli.fsutil import atomic_write_json
-    from study_report import write_report
 
     study["timing"]["total_s"] = time.time() - t_start
-    atomic_write_json(out / "results.json", study)
-    write_report(study, out, page)
-    log(f"wrote {out / 'results.json'} and {page}; total {study['timing']['total_s'] / 60:.1f} min")
+    atomic_write_json(out / RESULTS[args.plan], study)
+    if page:
+        from study_report import write_report
+
+        write_report(study, out, page)
+    log(f"wrote {out / RESULTS[args.plan]}" + (f" and {page}" if page else "") +
+        f"; total {study['timing']['total_s'] / 60:.1f} min")
     return 0
+
+
+def every_of(steps: Steps) -> dict[str, int]:
+    """Validation interval per kind: 12 points on the source model's curve, 3 on the LM's, 10 otherwise."""
+    return {"teacher": max(1, steps.teacher // 12), "lm": max(1, steps.lm // 3), "vision": max(1, steps.vision // 10),
+            "finetune": max(1, steps.finetune // 10)}
 
 
 if __name__ == "__main__":

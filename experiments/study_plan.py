@@ -37,15 +37,47 @@ VISION_ARMS = {
     "vis_ce": ("CE only", ["train.batch_size=16"]),
     "vis_seqclr": ("CE + SeqCLR", ["seqclr.mode=semimtr", "train.batch_size=32", "data.weights=[0.5,0.5]"]),
 }
-# step-time classes measured by the calibration: kind -> (recipe, overrides)
-KINDS = {
-    "teacher": ("pretrain_vision.yaml", []),
-    "lm": ("pretrain_lm.yaml", []),
-    "vis_ce": ("pretrain_vision.yaml", VISION_ARMS["vis_ce"][1]),
-    "vis_seqclr": ("pretrain_vision.yaml", VISION_ARMS["vis_seqclr"][1]),
-    "ft_supervised": ("finetune.yaml", FINETUNE_ARMS["supervised"][1]),
-    "ft_consistency": ("finetune.yaml", []),
-}
+PLANS = ("finetune", "sources", "vision")  # each plan is one run_study.py command with its own budget
+
+
+def finetune_kind(arm: str, regime: str) -> str:
+    """Step-time class of a fine-tuning run: real crops (regime B) decode slower than the synthetic ones."""
+    return f"ft_{'supervised' if arm == 'supervised' else 'consistency'}_{regime}"
+
+
+def calibration_kinds(plan: str, regimes: list["Regime"]) -> dict[str, tuple[str, list[str], str | None]]:
+    """The step-time classes one plan runs: ``kind -> (recipe, overrides with the kind's data, LMDB
+    to score or None)``. Scoring the regime's validation set with the consistency kind's model
+    measures the seconds per scored crop of a full model on that regime's crops."""
+    if plan == "vision":
+        a = regimes[0]
+        return {"vis_ce": ("pretrain_vision.yaml", VISION_ARMS["vis_ce"][1], None),
+                "vis_seqclr": ("pretrain_vision.yaml", VISION_ARMS["vis_seqclr"][1]
+                               + [f"data.unlabeled=[{','.join(a.unlabeled)}]"], a.valid[0])}
+    kinds = {"teacher": ("pretrain_vision.yaml", [], None), "lm": ("pretrain_lm.yaml", [], None)}
+    if plan == "sources":
+        kinds["teacher"] = ("pretrain_vision.yaml", [], regimes[0].valid[0])
+        return kinds
+    for r in regimes:
+        for arm in ("supervised", "semimtr"):
+            kinds[finetune_kind(arm, r.name)] = ("finetune.yaml", r.data_overrides() + FINETUNE_ARMS[arm][1],
+                                                 r.valid[0] if arm == "semimtr" else None)
+    return kinds
+
+
+def scored_crops(spec: dict, sizes: dict[str, int], valid_max: int = 500) -> int:
+    """Crops one run's model reads outside training: its validations, its test sets (one pass for
+    every head) and the pools it labels (one pass per head). ``sizes``: LMDB path -> samples."""
+    n = 0
+    valid = [o.split("=", 1)[1].strip("[]").split(",") for o in spec["overrides"] if o.startswith("data.valid=")]
+    every = [int(o.split("=", 1)[1]) for o in spec["overrides"] if o.startswith("train.eval_every=")]
+    if valid and valid[-1] != [""] and every and every[-1] > 0:
+        n += (spec["steps"] // every[-1] + 1) * min(valid_max, sum(sizes.get(v, 0) for v in valid[-1]))
+    if spec.get("eval"):
+        n += sum(sizes.get(v, 0) for v in spec["eval"]["sets"].values())
+    for pool in (spec.get("pseudo") or {}).values():
+        n += len(pool["heads"]) * sum(sizes.get(v, 0) for v in pool["paths"])
+    return n
 
 
 @dataclass(frozen=True)
@@ -124,33 +156,44 @@ def set_steps(spec: dict, steps: int, eval_every: int) -> None:
     spec["overrides"] += [f"train.max_steps={steps}", f"train.eval_every={eval_every}"]
 
 
-def plan_jobs(steps: Steps, seeds: list[int], regimes: list[Regime], runs: Path, eval_every: dict[str, int]) -> list[dict]:
-    """The study's jobs in start order: ``{name, kind, steps, deps, recipe, overrides, eval, pseudo}``."""
+def plan_jobs(plan: str, steps: Steps, seeds: list[int], regimes: list[Regime], runs: Path,
+              eval_every: dict[str, int]) -> list[dict]:
+    """One plan's jobs in start order: ``{name, kind, steps, deps, recipe, overrides, eval, pseudo}``.
+
+    ``sources``: the source model and the LM side by side. ``finetune``: the same two (reused
+    when a ``sources`` run left them), then per seed and regime the four fine-tuning arms. ``vision``: per seed the two from-scratch vision arms, SeqCLR first (the
+    longer runs start first, so the two lanes end together).
+    """
     a = regimes[0]
-    all_tests = {k: v for r in regimes for k, v in r.test.items()}
     seed_ov = lambda s, kind, n: [f"train.seed={s}", f"train.max_steps={n}", f"train.eval_every={eval_every[kind]}",  # noqa: E731
                                   "train.save_every=0"]
+    valid_a = [f"data.valid=[{','.join(a.valid)}]"]
+    if plan == "vision":
+        jobs = []
+        for arm in ("vis_seqclr", "vis_ce"):
+            for s in seeds:
+                extra = [f"data.unlabeled=[{','.join(a.unlabeled)}]"] if arm == "vis_seqclr" else []
+                jobs.append(dict(name=f"{arm}_s{s}", kind=arm, steps=steps.vision, deps=[], recipe="pretrain_vision.yaml",
+                                 overrides=VISION_ARMS[arm][1] + extra + seed_ov(s, "vision", steps.vision) + valid_a,
+                                 eval={"sets": a.test, "heads": ["vision"]}, pseudo=None, arm=arm, seed=s, regime="A"))
+        return jobs
+    all_tests = {k: v for r in regimes for k, v in r.test.items()}
     jobs = [
         dict(name="teacher", kind="teacher", steps=steps.teacher, deps=[], recipe="pretrain_vision.yaml",
-             overrides=seed_ov(1000, "teacher", steps.teacher) + [f"data.valid=[{','.join(a.valid)}]"],
+             overrides=seed_ov(1000, "teacher", steps.teacher) + valid_a,
              eval={"sets": all_tests, "heads": ["vision"]},
              pseudo={r.name: {"paths": r.truth, "heads": ["vision"]} for r in regimes}),
         dict(name="lm", kind="lm", steps=steps.lm, deps=[], recipe="pretrain_lm.yaml",
              overrides=seed_ov(2000, "lm", steps.lm), eval=None, pseudo=None),
     ]
-    for s in seeds:
-        for arm, (_, ov) in VISION_ARMS.items():
-            extra = [f"data.unlabeled=[{','.join(a.unlabeled)}]"] if arm == "vis_seqclr" else []
-            jobs.append(dict(name=f"{arm}_s{s}", kind=arm, steps=steps.vision, deps=[], recipe="pretrain_vision.yaml",
-                             overrides=ov + extra + seed_ov(s, "vision", steps.vision) + [f"data.valid=[{','.join(a.valid)}]"],
-                             eval={"sets": a.test, "heads": ["vision"]}, pseudo=None, arm=arm, seed=s, regime="A"))
+    if plan == "sources":
+        return jobs
     init = [f"init.vision={runs / 'teacher' / 'run' / 'best.pt'}", f"init.language={runs / 'lm' / 'run' / 'last.pt'}"]
     for s in seeds:
         for r in regimes:
             for arm, (_, ov) in FINETUNE_ARMS.items():
-                kind = "ft_supervised" if arm == "supervised" else "ft_consistency"
-                jobs.append(dict(name=f"{r.name}_{arm}_s{s}", kind=kind, steps=steps.finetune, deps=["teacher", "lm"],
-                                 recipe="finetune.yaml",
+                jobs.append(dict(name=f"{r.name}_{arm}_s{s}", kind=finetune_kind(arm, r.name), steps=steps.finetune,
+                                 deps=["teacher", "lm"], recipe="finetune.yaml",
                                  overrides=r.data_overrides() + ov + seed_ov(s, "finetune", steps.finetune) + init,
                                  eval={"sets": r.test, "heads": ["alignment", "language", "vision"]},
                                  pseudo={r.name: {"paths": r.truth, "heads": ["alignment", "vision"]}},

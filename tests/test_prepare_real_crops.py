@@ -73,5 +73,22 @@ def test_prepare_names_the_bad_line_and_writes_nothing(tmp_path):
     with pytest.raises(prep.PrepareError, match=r"annotation.txt:11: expected"):
         prep.prepare(enctc, ic15, tmp_path / "real", skip=("iiit5k",))
     assert not (tmp_path / "real").exists() and not (tmp_path / "real.tmp").exists()
-    with pytest.raises(prep.PrepareError, match="traindata.mat: missing"):
+    with pytest.raises(prep.PrepareError, match="IIIT5K: missing IIIT5K training labels"):
         prep.prepare(enctc, None, tmp_path / "real")
+
+
+def test_iiit5k_labels_from_the_char_bound_file(tmp_path):
+    """Snapshots without the 4 MiB traindata.mat still carry trainCharBound.mat (ImgName, chars)."""
+    sio = pytest.importorskip("scipy.io")
+    import numpy as np
+
+    base = tmp_path / "enctc" / "data" / "IIIT5K"
+    (base / "train").mkdir(parents=True)
+    rows = np.zeros((1, 2), dtype=[("ImgName", object), ("chars", object), ("charBB", object)])
+    for k, word in enumerate(("You", "cafe")):
+        (base / "train" / f"{k}_1.png").write_bytes(word_png(word))
+        rows[0, k] = (f"train/{k}_1.png", word, np.zeros((len(word), 4)))
+    sio.savemat(base / "trainCharBound.mat", {"trainCharBound": rows})
+    crops = prep.iiit5k_train(tmp_path / "enctc")
+    assert [(c.name, c.label) for c in crops] == [("0_1", "You"), ("1_1", "cafe")]
+    assert crops[1].data == (base / "train" / "1_1.png").read_bytes()

@@ -36,7 +36,7 @@ def test_arms_see_equal_labeled_crops_per_step_and_share_one_schedule(tmp_path):
     regime = study_plan.regime_a(tmp_path)
     steps = study_plan.Steps(teacher=10, lm=10, vision=10, finetune=10)
     every = {"teacher": 5, "lm": 5, "vision": 5, "finetune": 5}
-    jobs = study_plan.plan_jobs(steps, [0, 1], [regime], tmp_path / "runs", every)
+    jobs = study_plan.plan_jobs("finetune", steps, [0, 1], [regime], tmp_path / "runs", every)
     ft = [j for j in jobs if j["recipe"] == "finetune.yaml"]
     assert len(ft) == 2 * len(study_plan.FINETUNE_ARMS)
     recipes = {}
@@ -56,6 +56,20 @@ def test_arms_see_equal_labeled_crops_per_step_and_share_one_schedule(tmp_path):
     # equal labeled crops per step for the vision arms too
     assert _override(study_plan.VISION_ARMS["vis_ce"][1], "train.batch_size") == "16"
     assert _override(study_plan.VISION_ARMS["vis_seqclr"][1], "data.weights") == "[0.5,0.5]"
+    vision = study_plan.plan_jobs("vision", steps, [0, 1], [regime], tmp_path / "runs", every)
+    assert [j["name"] for j in vision] == ["vis_seqclr_s0", "vis_seqclr_s1", "vis_ce_s0", "vis_ce_s1"]
+    assert [j["name"] for j in study_plan.plan_jobs("sources", steps, [0], [regime], tmp_path, every)] == ["teacher", "lm"]
+
+
+def test_scored_crops_counts_validations_tests_and_pool_passes(tmp_path):
+    regime = study_plan.regime_a(tmp_path)
+    steps = study_plan.Steps(teacher=10, lm=10, vision=10, finetune=100)
+    every = {"teacher": 5, "lm": 5, "vision": 5, "finetune": 10}
+    job = next(j for j in study_plan.plan_jobs("finetune", steps, [0], [regime], tmp_path, every)
+               if j.get("arm") == "semimtr")
+    sizes = {p: 300 for p in regime.valid} | {p: 1000 for p in regime.test.values()} | {p: 500 for p in regime.truth}
+    # 11 validations of min(500, 600) crops + 2 test sets of 1000 + 2 heads x 2 pools of 500
+    assert study_plan.scored_crops(job, sizes) == 11 * 500 + 2000 + 2 * 1000
 
 
 def test_set_steps_replaces_the_planned_step_count():
@@ -83,13 +97,57 @@ def test_flat_tail_detects_a_curve_still_rising():
     assert study_report.flat_tail(rising)[0] is False
 
 
-def test_fit_finetune_fills_the_time_left():
+def test_fit_steps_fills_the_time_left():
     import run_study
 
-    f = run_study.fit_finetune(1000.0, 2, step_cost=2.0, side=400.0, overhead=100.0, cap=10_000)
+    f = run_study.fit_steps(1000.0, 2, step_cost=2.0, side=400.0, overhead=100.0, cap=10_000)
     assert f == 750  # (1000 * 2 - 400 - 100) / 2
-    assert run_study.fit_finetune(10.0, 2, step_cost=2.0, side=400.0, overhead=100.0, cap=10_000) == 10
-    assert run_study.fit_finetune(1e6, 2, step_cost=2.0, side=0.0, overhead=0.0, cap=600) == 600
+    assert run_study.fit_steps(10.0, 2, step_cost=2.0, side=400.0, overhead=100.0, cap=10_000) == 10
+    assert run_study.fit_steps(1e6, 2, step_cost=2.0, side=0.0, overhead=0.0, cap=600) == 600
+
+
+def test_plan_with_reused_sources_gives_fine_tuning_the_whole_budget():
+    import argparse
+
+    import run_study
+
+    args = argparse.Namespace(plan="finetune", seeds=[0], lanes=2, teacher_steps=1000, lm_steps=1000,
+                              vision_steps=100, max_finetune_steps=10_000)
+    t = {"teacher": 1.0, "lm": 1.0, "ft_supervised_A": 0.5, "ft_consistency_A": 1.0}
+    fresh = run_study.plan_steps(args, t, ["A"], 2000.0, True, overhead=0.0)
+    reused = run_study.plan_steps(args, t, ["A"], 2000.0, False, overhead=0.0)
+    assert fresh.finetune == 570  # (2000 - 1000 s of sources) x 2 lanes / 3.5 s per step of the four arms
+    assert reused.finetune == 1140  # 2000 x 2 / 3.5
+    args.plan = "sources"
+    assert run_study.plan_steps(args, t, ["A"], 10.0, True, overhead=0.0) == run_study.Steps(1000, 1000, 0, 0)
+
+
+def test_reuse_sources_takes_a_matching_run_and_refuses_another(tmp_path):
+    import run_study
+    from study_pool import Job
+
+    spec = {"recipe": "pretrain_vision.yaml", "overrides": ["train.max_steps=10"]}
+    (tmp_path / "teacher").mkdir()
+    (tmp_path / "teacher" / "spec.json").write_text(json.dumps(spec))
+    (tmp_path / "teacher" / "result.json").write_text(json.dumps({"train_seconds": 12.5}))
+    job = Job("teacher", "teacher", dict(spec))
+    assert run_study.reuse_sources([job, Job("lm", "lm", dict(spec))], tmp_path) == {"teacher": 12.5}
+    assert job.status == "done" and job.spec["out"] == str(tmp_path / "teacher")
+    other = Job("teacher", "teacher", {"recipe": "pretrain_vision.yaml", "overrides": ["train.max_steps=20"]})
+    with pytest.raises(SystemExit, match="other settings"):
+        run_study.reuse_sources([other], tmp_path)
+
+
+def test_thin_pool_keeps_evenly_spaced_crops(tmp_path):
+    import run_study
+    from semimtr_cli.data.lmdb_io import LmdbReader, write_lmdb
+
+    write_lmdb(tmp_path / "pool", [(b"img%d" % i, f"w{i}") for i in range(10)])
+    dst = run_study.thin_pool(tmp_path / "pool", tmp_path / "thin", 4)
+    r = LmdbReader(dst)
+    assert [r.label(i) for i in range(len(r))] == ["w0", "w2", "w5", "w7"]
+    assert r.image_bytes(1) == b"img2"
+    assert run_study.thin_pool(tmp_path / "pool", tmp_path / "thin", 4) == dst  # reused
 
 
 def test_step_seconds_reads_the_median_step_time(tmp_path):
@@ -118,17 +176,16 @@ def test_replan_scales_observed_kinds_and_never_speeds_up_unseen_ones(tmp_path):
         job.started = time.time() - 100
         return job
 
-    calibrated = {"teacher": 1.0, "lm": 1.0, "vis_ce": 1.0, "vis_seqclr": 1.0, "ft_supervised": 0.5,
-                  "ft_consistency": 1.0}
-    ft = [Job(f"A_{a}_s0", "ft_supervised" if a == "supervised" else "ft_consistency",
-              {"steps": 0, "overrides": ["train.max_steps=10"]}) for a in study_plan.FINETUNE_ARMS]
+    calibrated = {"teacher": 1.0, "lm": 1.0, "ft_supervised_A": 0.5, "ft_consistency_A": 1.0}
+    ft = [Job(f"A_{a}_s0", study_plan.finetune_kind(a, "A"), {"steps": 0, "overrides": ["train.max_steps=10"]})
+          for a in study_plan.FINETUNE_ARMS]
     jobs = [finished("teacher", "teacher", 0.5), finished("lm", "lm", 0.5)] + ft
-    args = argparse.Namespace(seeds=[0], lanes=2, eval_allowance=0.0, max_finetune_steps=10_000)
+    args = argparse.Namespace(seeds=[0], lanes=2, max_finetune_steps=10_000)
     step_s = dict(calibrated)
-    replan = run_study.Replanner(args, jobs, step_s, startup=0.0, n_regimes=1, deadline=time.time() + 350.0)
+    replan = run_study.Replanner(args, jobs, step_s, lambda job: 0.0, ["A"], deadline=time.time() + 350.0)
     replan(jobs[1])
     assert replan.record["scale"] == pytest.approx(0.5)
-    assert step_s["teacher"] == pytest.approx(0.5) and step_s["ft_consistency"] == pytest.approx(1.0)
+    assert step_s["teacher"] == pytest.approx(0.5) and step_s["ft_consistency_A"] == pytest.approx(1.0)
     # 2 lanes x ~350 s / (0.5 + 3 x 1.0 s per step of the four arms together) ~ 200 steps, the same for every arm
     assert {j.steps for j in ft} == {replan.record["finetune_steps"]} and 180 <= ft[0].steps <= 200
     assert "train.max_steps=%d" % ft[0].steps in ft[0].spec["overrides"]
@@ -148,9 +205,9 @@ def test_quick_study_keeps_budget_and_writes_page(tmp_path):
     study = json.loads((out / "results.json").read_text())
     assert study["timing"]["total_s"] <= BUDGET_MIN * 60 + 20
     assert wall <= BUDGET_MIN * 60 + 60
-    assert set(study["calibration"]["step_seconds"]) == set(study_plan.KINDS)
+    assert set(study["calibration"]["step_seconds"]) == {"teacher", "lm", "ft_supervised_A", "ft_consistency_A"}
     runs = study["runs"]
-    expected = {"teacher", "lm", "vis_ce_s0", "vis_seqclr_s0"} | {f"A_{a}_s0" for a in study_plan.FINETUNE_ARMS}
+    expected = {"teacher", "lm"} | {f"A_{a}_s0" for a in study_plan.FINETUNE_ARMS}
     assert set(runs) == expected
     for name, r in runs.items():
         assert r["status"] in ("done", "skipped", "failed"), name
@@ -161,6 +218,6 @@ def test_quick_study_keeps_budget_and_writes_page(tmp_path):
         assert all(runs[n]["status"] == "skipped" for n in expected if n.startswith("A_"))
     assert study["gate"]["threshold"] == study_plan.GATE
     text = page.read_text()
-    assert "--quick smoke run" in text and "Teacher gate" in text and "## 3. Vision pre-training" in text
+    assert "--quick smoke run" in text and "Teacher gate" in text and "results-vision.md" in text
     for png in ("accuracy.png", "pseudo_labels.png", "curves.png"):
         assert (page.parent / "results" / png).stat().st_size > 1000
