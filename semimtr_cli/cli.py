@@ -32,6 +32,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("pretrain-lm", "pretrain_lm", "Train the BCN language model on a text corpus (stage 2)."),
     ("finetune", "finetune", "Train vision+language+fusion with teacher-student consistency (stage 3)."),
     ("eval", "evaluate", "Score checkpoints on the standard benchmarks or your own LMDBs."),
+    ("calibrate", "calibrate", "Fit one confidence temperature per head on labeled crops; store it in the checkpoint."),
     ("pseudo-labels", "pseudo_labels", "Inspect what the teacher would teach on unlabeled crops."),
     ("read", "read", "Recognise text in image files or folders with a checkpoint."),
     ("convert", "convert", "Import an official SemiMTR/ABINet checkpoint into this tool's format."),

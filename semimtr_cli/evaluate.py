@@ -10,7 +10,9 @@ Protocol (default = the paper's, OFFICIAL-FACTS §10):
   ``rotate_tall``); undecodable or too-small images (<= 6 px, as the official loader) are not
   scored, counted, and listed with their key;
 * the head scored is ``alignment`` (final fused output) unless told otherwise;
-* per set: word accuracy, 1-NED, char accuracy, mean confidence (percent, see metrics.py);
+* per set: word accuracy, 1-NED, char accuracy, mean confidence and the expected calibration
+  error of the word confidences (percent, see metrics.py); confidences are the calibrated ones
+  when the checkpoint holds a calibration (``semimtr calibrate``) unless ``calibration="off"``;
 * overall: the sample-weighted average with weights = each set's ``num_samples`` (the LMDB's
   ``num-samples`` key, i.e. *including* skipped samples), which is what the official code
   reports as "average" and the paper as "Avg"; ``weights="evaluated"`` weights by scored
@@ -39,7 +41,7 @@ from .metrics import TextMetrics
 from .model.outputs import HEADS
 from .predict import Decoded, decode_logits, load_predictor
 
-METRIC_NAMES = ("accuracy", "one_minus_ned", "mean_confidence", "char_accuracy")
+METRIC_NAMES = ("accuracy", "one_minus_ned", "mean_confidence", "char_accuracy", "ece")
 WEIGHTINGS = ("num_samples", "evaluated")
 
 
@@ -117,6 +119,7 @@ class SetResult:
     bad_images: list[tuple[str, str]]
     errors: dict[str, list[dict]]
     seconds: float
+    fusion: dict[str, int] | None = None  # full models: what the alignment head did to the vision reads
 
     @property
     def evaluated(self) -> int:
@@ -144,6 +147,8 @@ class SetResult:
             "bad_image_keys": [k for k, _ in self.bad_images],
             "seconds": self.seconds,
         }
+        if self.fusion is not None:
+            out["fusion"] = dict(self.fusion)
         return out
 
 
@@ -169,11 +174,14 @@ def evaluate_set(predictor, evset: EvalSet, protocol: Protocol, heads: Sequence[
     metrics = {h: TextMetrics() for h in heads}
     errors: dict[str, list[dict]] = {h: [] for h in heads}
     bad: list[tuple[str, str]] = []
+    fusion = dict.fromkeys(FUSION_FLIPS, 0) if {"vision", "alignment"} <= set(predictor.heads) else None
     for batch in loader:
         bad.extend(batch["bad"])
         n = len(batch["keys"]) + len(batch["bad"])
         if batch["image"] is not None:
             out = predictor.forward(batch["image"])
+            if fusion is not None:
+                count_fusion_flips(fusion, out, batch["labels"], predictor.charset, protocol.charset)
             for h in heads:
                 decoded: list[Decoded] = decode_logits(out.heads[h].logits, predictor.charset, protocol.confidence)
                 for d, gt, key in zip(decoded, batch["labels"], batch["keys"]):
@@ -183,7 +191,22 @@ def evaluate_set(predictor, evset: EvalSet, protocol: Protocol, heads: Sequence[
                                           "confidence": d.confidence})
         if on_progress:
             on_progress(n)
-    return SetResult(evset, metrics, dict(items.skipped_labels), bad, errors, time.perf_counter() - start)
+    return SetResult(evset, metrics, dict(items.skipped_labels), bad, errors, time.perf_counter() - start, fusion)
+
+
+FUSION_FLIPS = ("both_right", "both_wrong", "fixed", "broken")  # fixed: vision wrong, alignment right
+
+
+def count_fusion_flips(counts: dict[str, int], out, labels: Sequence[str], charset: Charset, protocol: Charset) -> None:
+    """Add one batch to ``counts``: per crop, whether the vision and the alignment reads are right.
+    ``fixed`` - the language model and fusion turned a wrong vision read into the right word;
+    ``broken`` - a right vision read into a wrong one."""
+    right = {}
+    for h in ("vision", "alignment"):
+        right[h] = [normalize_prediction(d.text, protocol) == gt
+                    for d, gt in zip(decode_logits(out.heads[h].logits, charset), labels)]
+    for v, a in zip(right["vision"], right["alignment"]):
+        counts["both_right" if v and a else "both_wrong" if not (v or a) else "fixed" if a else "broken"] += 1
 
 
 def averages(rows: Sequence[dict], weights: str = "num_samples") -> tuple[dict, dict]:
@@ -230,6 +253,7 @@ def result_objects(checkpoint: str, predictor, protocol: Protocol, results: Sequ
             "model": {"kind": predictor.kind, "charset": predictor.charset.name,
                       "max_length": predictor.charset.max_length},
             "precision": precision,
+            "confidence": {"calibrated": h in predictor.temperatures, "temperature": predictor.temperatures.get(h)},
             "device": str(getattr(predictor, "device", "cpu")),
             "seconds": seconds,
             "images_per_s": (images / seconds) if seconds else None,
@@ -252,7 +276,8 @@ def bad_image_rows(checkpoint: str, results: Sequence[SetResult]) -> list[dict]:
 
 
 # ------------------------------------------------------------------------------ the report
-CSV_FIELDS = ("num_samples", "evaluated", "skipped", "accuracy", "one_minus_ned", "mean_confidence", "char_accuracy")
+CSV_FIELDS = ("num_samples", "evaluated", "skipped", "accuracy", "one_minus_ned", "mean_confidence", "char_accuracy",
+              "ece")
 
 
 @dataclass
@@ -275,10 +300,13 @@ class EvalReport:
         for o in self.results:
             for s in o["sets"]:
                 rows.append({"checkpoint": o["checkpoint"], "head": o["head"], "set": s["name"], "path": s["path"],
-                             **{k: s[k] for k in CSV_FIELDS}, "bad_images": s["bad_images"]})
+                             **{k: s[k] for k in CSV_FIELDS}, "bad_images": s["bad_images"],
+                             **({"accuracy_delta": s["accuracy_delta"]} if "accuracy_delta" in s else {}),
+                             **{f"fusion_{k}": v for k, v in (s.get("fusion") or {}).items()}})
             for label, avg in (("weighted_average", o["weighted_average"]), ("mean", o["mean"])):
                 rows.append({"checkpoint": o["checkpoint"], "head": o["head"], "set": label, "path": "",
-                             **{k: avg[k] for k in CSV_FIELDS}})
+                             **{k: avg[k] for k in CSV_FIELDS},
+                             **({"accuracy_delta": o["baseline"][label]} if "baseline" in o else {})})
         return rows
 
     def write(self, *, json_path=None, csv_path=None, errors_path=None, plot_path=None) -> list[str]:
@@ -307,21 +335,27 @@ class EvalReport:
 
 def evaluate_checkpoints(checkpoints: Sequence[str | Path], sets: Sequence[EvalSet], protocol: Protocol, *,
                          head: str = "alignment", batch_size: int = 64, workers: int = 0, device: str = "auto",
-                         precision: str = "auto", on_progress: Callable[[int], None] | None = None,
+                         precision: str = "auto", calibration: str = "auto", baseline: str | Path | None = None,
+                         on_progress: Callable[[int], None] | None = None,
                          on_loaded: Callable[[str, object], None] | None = None) -> EvalReport:
     """Score every checkpoint on every set for ``head`` (``all``: each head the model has).
+
+    ``baseline``: one checkpoint (scored first when it is not among ``checkpoints``) against
+    which every result gets its change in word accuracy per set (:func:`add_baseline_deltas`).
 
     ``on_progress(n)`` after each batch (n images); ``on_loaded(path, predictor)`` once per
     checkpoint, before scoring (for run headers).
     """
     if head not in HEAD_CHOICES:
         raise UsageError(f"must be one of {', '.join(HEAD_CHOICES)}, got {head!r}", param="head")
+    if baseline is not None and str(baseline) not in [str(c) for c in checkpoints]:
+        checkpoints = [baseline, *checkpoints]
     missing = [str(c) for c in checkpoints if not Path(c).is_file()]
     if missing:
         raise UsageError(f"checkpoint not found: {', '.join(missing)}")
     results, errors, bad, seen = [], [], [], set()
     for ckpt in checkpoints:
-        predictor = load_predictor(ckpt, device=device, precision=precision)
+        predictor = load_predictor(ckpt, device=device, precision=precision, calibration=calibration)
         check_charset_fit(predictor.charset, protocol.charset, str(ckpt))
         heads = resolve_heads(predictor, head)
         if on_loaded:
@@ -338,33 +372,66 @@ def evaluate_checkpoints(checkpoints: Sequence[str | Path], sets: Sequence[EvalS
             if (row["set"], row["key"]) not in seen:
                 seen.add((row["set"], row["key"]))
                 bad.append(row)
+    if baseline is not None:
+        add_baseline_deltas(results, str(baseline))
     return EvalReport(results, errors, bad, list(sets))
 
 
+def add_baseline_deltas(results: Sequence[dict], baseline: str) -> None:
+    """Give every result object (and each of its set rows) its word-accuracy change in points
+    against the ``baseline`` checkpoint's result for the same head: ``accuracy_delta`` per set
+    row, and ``baseline`` = {checkpoint, weighted_average, mean} per object."""
+    base = {o["head"]: o for o in results if o["checkpoint"] == baseline}
+    for o in results:
+        b = base.get(o["head"])
+        if b is None:
+            raise SemimtrError(f"{baseline}: the baseline has no {o['head']} head to compare {o['checkpoint']} with")
+        by_name = {r["name"]: r["accuracy"] for r in b["sets"]}
+        for row in o["sets"]:
+            row["accuracy_delta"] = row["accuracy"] - by_name[row["name"]]
+        o["baseline"] = {"checkpoint": baseline,
+                         "weighted_average": o["weighted_average"]["accuracy"] - b["weighted_average"]["accuracy"],
+                         "mean": o["mean"]["accuracy"] - b["mean"]["accuracy"]}
+
+
 def plot_results(objs: Sequence[dict], path: str | Path, metric: str = "accuracy") -> Path:
-    """Grouped bar chart (PNG): one group per set plus the two averages, one bar per result."""
+    """Grouped bar chart (PNG): one group per set plus the two averages, one bar per result; with
+    baseline deltas (:func:`add_baseline_deltas`) a second panel shows the change in points."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     names = [s["name"] for s in objs[0]["sets"]] + ["weighted avg", "mean"]
+    deltas = "baseline" in objs[0]
     width = 0.8 / max(len(objs), 1)
-    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(names) + 2) + 2.5, 4.2))
-    x = np.arange(len(names))
+    fig, axes = plt.subplots(2 if deltas else 1, 1, figsize=(max(6, 1.1 * len(names) + 2) + 2.5, 7.6 if deltas else 4.2),
+                             squeeze=False)
+    ax, x = axes[0][0], np.arange(len(names))
     for i, o in enumerate(objs):
         by_name = {s["name"]: s[metric] for s in o["sets"]}
         vals = [by_name.get(n, 0.0) for n in names[:-2]] + [o["weighted_average"][metric], o["mean"][metric]]
         label = f"{Path(o['checkpoint']).name} [{o['head']}]"
-        bars = ax.bar(x + (i - (len(objs) - 1) / 2) * width, vals, width, label=label)
+        offset = (i - (len(objs) - 1) / 2) * width
+        bars = ax.bar(x + offset, vals, width, label=label)
         if len(objs) <= 3:  # value labels stay readable only for a few bars per group
             for b, v in zip(bars, vals):
                 ax.text(b.get_x() + b.get_width() / 2, v + 0.5, f"{v:.1f}", ha="center", va="bottom", fontsize=7)
+        if deltas:
+            by_delta = {s["name"]: s["accuracy_delta"] for s in o["sets"]}
+            dv = [by_delta.get(n, 0.0) for n in names[:-2]] + [o["baseline"]["weighted_average"], o["baseline"]["mean"]]
+            axes[1][0].bar(x + offset, dv, width, label=label)
     ax.set_xticks(x, names, rotation=20)
     ax.set_ylim(0, 105)
     ax.set_ylabel(f"{metric.replace('_', ' ')} (%)")
     ax.set_title(f"{metric.replace('_', ' ')} per set (protocol {objs[0]['protocol']['name']})")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    if deltas:
+        d = axes[1][0]
+        d.axhline(0, color="k", lw=0.8)
+        d.set_xticks(x, names, rotation=20)
+        d.set_ylabel("points")
+        d.set_title(f"word accuracy change against the baseline {Path(objs[0]['baseline']['checkpoint']).name}")
     fig.tight_layout()
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=110)

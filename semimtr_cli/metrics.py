@@ -11,7 +11,28 @@ Definitions follow the official evaluation (OFFICIAL-FACTS §10):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import numpy as np
+
+ECE_BINS = 15  # equal-width confidence bins of the expected calibration error
+
+
+def calibration_bins(confidence, correct) -> np.ndarray:
+    """(3, ECE_BINS): per equal-width confidence bin, the words, their summed confidence and
+    their correct count; ``confidence`` in 0..1, ``correct`` booleans (one per word)."""
+    conf = np.atleast_1d(np.asarray(confidence, np.float64))
+    ok = np.atleast_1d(np.asarray(correct, np.float64))
+    which = np.minimum((conf * ECE_BINS).astype(int), ECE_BINS - 1)
+    return np.stack([np.bincount(which, minlength=ECE_BINS), np.bincount(which, conf, minlength=ECE_BINS),
+                     np.bincount(which, ok, minlength=ECE_BINS)]).astype(np.float64)
+
+
+def expected_calibration_error(bins: np.ndarray) -> float:
+    """ECE in percent from :func:`calibration_bins`: the word-weighted mean over the bins of
+    |word accuracy - mean confidence| (0 for no words)."""
+    count, conf, ok = bins
+    return float(100.0 * np.abs(ok - conf).sum() / count.sum()) if count.sum() else 0.0
 
 
 def edit_distance(a: str, b: str) -> int:
@@ -37,6 +58,8 @@ class TextMetrics:
     correct_chars: int = 0
     ned_sum: float = 0.0
     confidence_sum: float = 0.0
+    # per confidence bin: words, summed confidence, correct words (for the ECE)
+    bins: np.ndarray = field(default_factory=lambda: np.zeros((3, ECE_BINS)))
 
     def update(self, pred: str, gt: str, confidence: float | None = None) -> bool:
         """Add one pair; returns whether the word is correct."""
@@ -48,6 +71,7 @@ class TextMetrics:
         self.ned_sum += edit_distance(pred, gt) / max(len(gt), len(pred), 1)
         if confidence is not None:
             self.confidence_sum += confidence
+            self.bins += calibration_bins(confidence, ok)
         return ok
 
     def merge(self, other: "TextMetrics") -> None:
@@ -59,10 +83,16 @@ class TextMetrics:
         """Word accuracy in percent (0 when empty)."""
         return 100.0 * self.correct / self.words if self.words else 0.0
 
+    @property
+    def ece(self) -> float:
+        """Expected calibration error of the words given with a confidence, in percent."""
+        return expected_calibration_error(self.bins)
+
     def summary(self) -> dict[str, float]:
-        """Percentages: accuracy, one_minus_ned, char_accuracy, mean_confidence (0..100)."""
+        """Percentages: accuracy, one_minus_ned, char_accuracy, mean_confidence, ece (0..100)."""
         n = max(self.words, 1)
         return {
+            "ece": self.ece,
             "accuracy": self.accuracy,
             "one_minus_ned": 100.0 * (1.0 - self.ned_sum / n) if self.words else 0.0,
             "char_accuracy": 100.0 * self.correct_chars / self.gt_chars if self.gt_chars else 0.0,

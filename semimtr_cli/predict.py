@@ -38,6 +38,7 @@ from .runtime import Precision, check_precision, choose_precision, pick_device
 
 CONFIDENCE_MODES = ("product", "mean")
 BACKENDS = ("torch", "onnx")
+CALIBRATION_MODES = ("auto", "require", "off")  # use the checkpoint's temperatures if any / must have them / never
 
 
 @dataclass
@@ -113,6 +114,8 @@ class InferenceBackend(abc.ABC):
     device: torch.device
     precision: str
     precision_reason: str
+    temperatures: dict[str, float] = {}  # head -> softmax temperature applied to the logits (calibration)
+    thresholds: dict[str, float | None] = {}  # head -> calibrated confidence reaching the stored target precision
 
     @abc.abstractmethod
     def forward(self, batch: torch.Tensor) -> "BatchOutput":
@@ -121,6 +124,19 @@ class InferenceBackend(abc.ABC):
     def describe_precision(self) -> str:
         """``bf16 (auto: ...)`` style text for run headers."""
         return self.precision if self.precision_reason == "as requested" else f"{self.precision} (auto: {self.precision_reason})"
+
+    def describe_confidence(self) -> str:
+        """``calibrated (T alignment 1.42, ...)`` or ``uncalibrated`` for run headers."""
+        if not self.temperatures:
+            return "uncalibrated confidence"
+        return "calibrated confidence (T " + ", ".join(f"{h} {t:.2f}" for h, t in self.temperatures.items()) + ")"
+
+    def _apply_temperatures(self, out: "BatchOutput") -> "BatchOutput":
+        for head, t in self.temperatures.items():
+            if head in out.heads and t != 1.0:
+                h = out.heads[head]
+                out.heads[head] = HeadOutput(logits=h.logits / t, lengths=h.lengths, feature=h.feature, extras=h.extras)
+        return out
 
     def check_head(self, head: str) -> None:
         if head not in HEADS:
@@ -156,16 +172,32 @@ class Predictor(InferenceBackend):
             ``int8`` (dynamic int8 Linear layers, CPU only).
         channels_last: run convolutions in channels-last memory layout (None = on for CPU,
             where it measured faster with unchanged outputs).
+        calibration: one of CALIBRATION_MODES: ``auto`` divides each head's logits by the
+            temperature ``semimtr calibrate`` stored in the checkpoint, when there is one;
+            ``require`` raises when there is none; ``off`` reads the raw logits.
 
     After construction ``precision`` is the name in use and ``precision_reason`` says why; with
     ``auto`` both may change once, on the first batch (the agreement check).
     """
 
-    def __init__(self, checkpoint, *, device: str = "cpu", precision: str = "auto", channels_last: bool | None = None) -> None:
+    def __init__(self, checkpoint, *, device: str = "cpu", precision: str = "auto", channels_last: bool | None = None,
+                 calibration: str = "auto") -> None:
+        from .calibration import stored_calibration
+
+        if calibration not in CALIBRATION_MODES:
+            raise UsageError(f"must be one of {', '.join(CALIBRATION_MODES)}, got {calibration!r}", param="calibration")
         model, charset, ckpt = model_from_checkpoint(checkpoint)
         self.kind = ckpt["kind"]
         if self.kind == "language":
             raise SemimtrError("this checkpoint holds a language model alone, which cannot read images")
+        stored = stored_calibration(ckpt)
+        self.temperatures, self.thresholds = {}, {}
+        if calibration == "require" and stored is None:
+            raise SemimtrError("the checkpoint has no calibration; run `semimtr calibrate CKPT --valid LMDB` first "
+                               "or drop --calibration require")
+        if stored is not None and calibration != "off":
+            self.temperatures = {h: float(t) for h, t in stored["temperature"].items()}
+            self.thresholds = dict(stored.get("threshold") or {})
         self.device = pick_device(device)
         check_precision(precision)
         if precision == "int8":
@@ -205,25 +237,32 @@ class Predictor(InferenceBackend):
             x = x.contiguous(memory_format=torch.channels_last)
         out = self._run(x, self._autocast.autocast())
         if self._check_agreement and len(x):
-            self._check_agreement = False
-            reference = self._run(x, contextlib.nullcontext())
-            changed = sum(
-                a.text != b.text
-                for name in out.heads
-                for a, b in zip(decode_logits(out.heads[name].logits, self.charset),
-                                decode_logits(reference.heads[name].logits, self.charset)))
-            total = len(x) * len(out.heads)
-            if changed:
-                self._autocast = choose_precision("fp32", self.device)
-                self.precision = "fp32"
-                self.precision_reason = (f"{self.precision_reason}; but bf16 changed {changed} of {total} words of the "
-                                         "first batch against fp32, so fp32 is used")
-                return reference
-            self.precision_reason += f"; first batch: all {total} words equal to fp32"
+            out = self._agree_with_fp32(x, out)
+        return self._apply_temperatures(out)
+
+    def _agree_with_fp32(self, x: torch.Tensor, out: BatchOutput) -> BatchOutput:
+        """The first batch under ``auto`` reduced precision: fp32's outputs (and fp32 from now on)
+        unless every word of every head is the same."""
+        self._check_agreement = False
+        reference = self._run(x, contextlib.nullcontext())
+        changed = sum(
+            a.text != b.text
+            for name in out.heads
+            for a, b in zip(decode_logits(out.heads[name].logits, self.charset),
+                            decode_logits(reference.heads[name].logits, self.charset)))
+        total = len(x) * len(out.heads)
+        if changed:
+            self._autocast = choose_precision("fp32", self.device)
+            self.precision = "fp32"
+            self.precision_reason = (f"{self.precision_reason}; but bf16 changed {changed} of {total} words of the "
+                                     "first batch against fp32, so fp32 is used")
+            return reference
+        self.precision_reason += f"; first batch: all {total} words equal to fp32"
         return out
 
 
-def load_predictor(checkpoint: str | Path, *, device: str = "auto", precision: str = "auto") -> Predictor:
+def load_predictor(checkpoint: str | Path, *, device: str = "auto", precision: str = "auto",
+                   calibration: str = "auto") -> Predictor:
     """A Predictor for ``checkpoint`` after checking that its charset fits its classifier.
 
     Raises:
@@ -242,19 +281,23 @@ def load_predictor(checkpoint: str | Path, *, device: str = "auto", precision: s
                 f"stored charset '{charset.name}' has {charset.num_classes} ({len(charset.symbols)} symbols + null)"
             )
     try:
-        return Predictor(ckpt, device=device, precision=precision)
+        return Predictor(ckpt, device=device, precision=precision, calibration=calibration)
     except UsageError:
         raise
     except SemimtrError as exc:
         raise SemimtrError(f"{checkpoint}: {exc}") from None
 
 
-def open_backend(path: str | Path, *, backend: str = "torch", device: str = "auto", precision: str = "auto") -> InferenceBackend:
-    """``torch``: :func:`load_predictor`; ``onnx``: an ``export.OnnxPredictor`` (CPU, fp32 only)."""
+def open_backend(path: str | Path, *, backend: str = "torch", device: str = "auto", precision: str = "auto",
+                 calibration: str = "auto") -> InferenceBackend:
+    """``torch``: :func:`load_predictor`; ``onnx``: an ``export.OnnxPredictor`` (CPU, fp32 only,
+    raw confidences: an exported file carries no calibration)."""
     if backend not in BACKENDS:
         raise UsageError(f"must be one of {', '.join(BACKENDS)}, got {backend!r}", param="backend")
     if backend == "torch":
-        return load_predictor(path, device=device, precision=precision)
+        return load_predictor(path, device=device, precision=precision, calibration=calibration)
+    if calibration == "require":
+        raise UsageError("an ONNX file carries no calibration; read the .pt checkpoint instead", param="calibration")
     from .export import OnnxPredictor
 
     check_precision(precision)
@@ -319,11 +362,12 @@ class ReadResult:
         return {**header, "predictions": self.rows, "failed": [{"path": p, "error": m} for p, m in self.failed]}
 
     def write_csv(self, path: str | Path) -> None:
-        """path,text,confidence,length per prediction, atomically."""
+        """path,text,confidence,length[,rejected] per prediction, atomically."""
         import pandas as pd
 
+        cols = ["path", "text", "confidence", "length"] + (["rejected"] if self.rows and "rejected" in self.rows[0] else [])
         with atomic_path(path, suffix=".csv") as tmp:
-            pd.DataFrame(self.rows, columns=["path", "text", "confidence", "length"]).to_csv(tmp, index=False)
+            pd.DataFrame(self.rows, columns=cols).to_csv(tmp, index=False)
 
     def write_logits(self, path: str | Path) -> None:
         """An ``.npz``: one (N, slots, classes) float32 array per head, plus ``paths``."""
@@ -336,8 +380,10 @@ class ReadResult:
 
 def read_paths(predictor: InferenceBackend, paths: Sequence[Path], *, head: str = "alignment", batch_size: int = 32,
                confidence: str = "product", rotate_tall: bool = False, keep_logits: bool = False,
-               skip_bad: bool = False, on_progress: Callable[[int], None] | None = None) -> ReadResult:
-    """Recognise every image in ``paths`` (batched, input order kept).
+               skip_bad: bool = False, min_confidence: float | None = None,
+               on_progress: Callable[[int], None] | None = None) -> ReadResult:
+    """Recognise every image in ``paths`` (batched, input order kept). With ``min_confidence``
+    each row says whether its word falls below it (``rejected``).
 
     Raises:
         SemimtrError: naming the first unreadable image, unless ``skip_bad`` (then it is listed
@@ -366,7 +412,8 @@ def read_paths(predictor: InferenceBackend, paths: Sequence[Path], *, head: str 
             decoded, out = predictor.predict(images, head=head, confidence=confidence)
             for name, d in zip(names, decoded):
                 rows.append({"path": name, "text": d.text, "confidence": d.confidence, "length": d.length,
-                             "char_probs": d.char_probs, "stop_prob": d.stop_prob})
+                             "char_probs": d.char_probs, "stop_prob": d.stop_prob}
+                            | ({} if min_confidence is None else {"rejected": d.confidence < min_confidence}))
             if keep_logits:
                 for h in predictor.heads:
                     logits[h].append(out.heads[h].logits.numpy())

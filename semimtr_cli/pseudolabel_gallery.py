@@ -57,8 +57,10 @@ def check_gallery_target(out_dir: str | Path, *, param: str = "out_dir") -> None
                            param=param)
 
 
-def write_gallery(result: PseudoLabels, crops: CropDataset, out_dir: str | Path, *, limit: int | None = 2000) -> dict:
-    """A static HTML gallery: ``index.html`` + ``images/`` (copied files), lowest confidence first.
+def write_gallery(result: PseudoLabels, crops: CropDataset, out_dir: str | Path, *, limit: int | None = 2000,
+                  first: Sequence[dict] = ()) -> dict:
+    """A static HTML gallery: ``index.html`` + ``images/`` (copied files): the rows ``first`` (the
+    suspected label errors of a label audit, in their order), then the rest lowest confidence first.
 
     ``crops``: the dataset the teacher ran over (its view: ``result.settings["view"]``), so the
     weak view shows the very input the teacher saw. Built in a temporary folder beside
@@ -73,7 +75,9 @@ def write_gallery(result: PseudoLabels, crops: CropDataset, out_dir: str | Path,
     out_dir = Path(out_dir)
     check_gallery_target(out_dir)
     view = result.settings.get("view", "clean")
-    ordered = sorted(result.rows, key=lambda r: (r["confidence"], r["index"]))
+    lead = {r["index"] for r in first}
+    ordered = list(first) + sorted((r for r in result.rows if r["index"] not in lead),
+                                   key=lambda r: (r["confidence"], r["index"]))
     shown = ordered if limit is None else ordered[:limit]
     with atomic_dir(out_dir) as tmp:
         (tmp / "images").mkdir()

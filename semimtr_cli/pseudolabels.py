@@ -31,6 +31,7 @@ from .data.datasets import CropDataset
 from .data.lmdb_io import is_unlabeled_marker
 from .errors import SemimtrError, UsageError
 from .predict import CONFIDENCE_MODES, decode_logits
+from .pseudolabel_export import check_confidence, check_queue_rule, queue_order, suspect_labels, write_pseudo_lmdb, write_queue
 from .pseudolabel_gallery import check_gallery_target, write_gallery
 from .pseudolabel_plots import plot_histograms
 from .pseudolabel_stats import (DEFAULT_THRESHOLDS, PseudoLabels, check_thresholds, parse_thresholds, row_columns,
@@ -159,15 +160,22 @@ def pseudo_label_report(checkpoint: str | Path, unlabeled: Sequence[str | Path],
                         view: str = "clean", seed: int = 0, thresholds: str | Sequence[float] = DEFAULT_THRESHOLDS,
                         confidence: str = "product", batch_size: int = 64, workers: int = 0, device: str = "auto",
                         precision: str = "auto", out: str | Path | None = None, csv: str | Path | None = None,
-                        html: str | Path | None = None, html_limit: int = 2000,
-                        log: Callable[[str], None] | None = None,
+                        html: str | Path | None = None, html_limit: int = 2000, calibration: str = "auto",
+                        write_lmdb: str | Path | None = None, min_confidence: float | None = None,
+                        queue: int = 0, queue_out: str | Path | None = None, queue_rule: str = "confidence",
+                        audit_min_confidence: float = 0.9, log: Callable[[str], None] | None = None,
                         on_progress: Callable[[int], None] | None = None) -> PseudoLabelReport:
     """Load the teacher ``checkpoint``, run it over ``unlabeled`` and write the reports.
 
     ``thresholds``: numbers or a comma-separated string. Outputs: ``csv`` (default
     ``out/pseudo_labels.csv``) with :func:`row_columns`; ``out/summary.json`` and the histogram
-    PNGs; ``html``: the gallery (at most ``html_limit`` samples, 0 = all). ``log`` receives one
-    line describing the teacher before it runs.
+    PNGs; ``html``: the gallery (at most ``html_limit`` samples, 0 = all; suspected label errors
+    first). ``calibration``: predict.CALIBRATION_MODES. ``write_lmdb``: the self-training LMDB of
+    the words at ``min_confidence`` or above (default: the checkpoint's calibrated threshold for
+    ``head``). ``queue`` crops to ``queue_out`` by ``queue_rule`` (pseudolabel_export). Labeled
+    inputs: the rows wrong at ``audit_min_confidence`` or above are the summary's
+    ``suspect_labels`` (and ``out/suspect_labels.csv``). ``log`` receives one line describing
+    the teacher before it runs.
 
     Raises:
         UsageError: a bad setting (named by parameter); SemimtrError: unreadable checkpoint or
@@ -179,32 +187,82 @@ def pseudo_label_report(checkpoint: str | Path, unlabeled: Sequence[str | Path],
     check_options(view=view, confidence=confidence, batch_size=batch_size, workers=workers, html_limit=html_limit)
     if html is not None:
         check_gallery_target(html, param="html")
-    predictor = load_predictor(checkpoint, device=device, precision=precision)
+    check_confidence(audit_min_confidence, "audit_min_confidence")
+    check_new_target(write_lmdb, "write_lmdb")
+    if queue or queue_out is not None:
+        if queue < 1 or queue_out is None:
+            raise UsageError("give both a count (>= 1) and a folder for the labeling queue", param="queue")
+        check_new_target(queue_out, "queue_out")
+        check_queue_rule(queue_rule)
+    predictor = load_predictor(checkpoint, device=device, precision=precision, calibration=calibration)
     predictor.check_head(head)
+    if write_lmdb is not None:
+        min_confidence = export_threshold(predictor, head, min_confidence)
+    second = ("vision" if head != "vision" else "alignment") if queue and queue_rule == "heads" else None
+    if second:
+        predictor.check_head(second)
     if log is not None:
-        log(f"{predictor.kind} teacher, head {head}, {view} view, {predictor.charset.describe()}")
+        log(f"{predictor.kind} teacher, head {head}, {view} view, {predictor.charset.describe()}; "
+            f"{predictor.describe_confidence()}")
     start = time.perf_counter()
     with torch.inference_mode():
         result = run_teacher(predictor, unlabeled, head=head, view=view, seed=seed, thresholds=thr,
                              confidence=confidence, batch_size=batch_size, workers=workers, on_progress=on_progress)
+        other = None
+        if second:  # the heads rule of the queue: the other head's predictions, row for row
+            other = [r["text"] for r in run_teacher(predictor, unlabeled, head=second, view=view, seed=seed,
+                                                    thresholds=thr, confidence=confidence, batch_size=batch_size,
+                                                    workers=workers).rows]
     seconds = time.perf_counter() - start
     summary = summarize(result)
+    suspects = suspect_labels(result.rows, audit_min_confidence)
     summary.update(checkpoint=str(checkpoint), inputs=[str(p) for p in unlabeled], seconds=seconds,
-                   precision={"name": predictor.precision, "reason": predictor.precision_reason})
-    written = write_tables(result, summary, out=out, csv=csv)
+                   precision={"name": predictor.precision, "reason": predictor.precision_reason},
+                   calibrated=head in predictor.temperatures, temperature=predictor.temperatures.get(head))
+    if summary["labeled"]:
+        summary["suspect_labels"] = {"min_confidence": audit_min_confidence, "count": len(suspects),
+                                     "rows": [{k: r[k] for k in ("lmdb", "key", "label", "text", "confidence")}
+                                              for r in suspects]}
+    written = []
+    if write_lmdb is not None:
+        summary["self_training_lmdb"] = write_pseudo_lmdb(result.rows, result.bad_images, write_lmdb, min_confidence)
+        written.append(str(write_lmdb))
+    if queue:
+        summary["queue"] = write_queue(result.rows, queue_order(result.rows, queue_rule, other), queue, queue_out, other)
+        summary["queue"]["rule"] = queue_rule
+        written.append(str(queue_out))
+    written[:0] = write_tables(result, summary, out=out, csv=csv, suspects=suspects if summary["labeled"] else None)
     if html is not None:
         crops = teacher_crops(unlabeled, predictor.charset, view=view, seed=seed,
                               image_size=(predictor.config.image_h, predictor.config.image_w))
         with torch.inference_mode():
-            info = write_gallery(result, crops, html, limit=html_limit or None)
+            info = write_gallery(result, crops, html, limit=html_limit or None, first=suspects)
         written.append(f"{info['path']} ({info['shown']} of {info['total']} samples)")
     return PseudoLabelReport(result, summary, written, seconds)
 
 
+def check_new_target(path: str | Path | None, param: str) -> None:
+    """A folder the command creates must not exist yet (nothing is overwritten)."""
+    if path is not None and Path(path).exists():
+        raise UsageError(f"{path} exists; choose a new folder or remove it", param=param)
+
+
+def export_threshold(predictor, head: str, min_confidence: float | None) -> float:
+    """``min_confidence`` checked, else the checkpoint's calibrated threshold for ``head``."""
+    if min_confidence is not None:
+        return check_confidence(min_confidence, "min_confidence")
+    stored = predictor.thresholds.get(head)
+    if stored is None:
+        raise UsageError(f"the checkpoint has no calibrated threshold for the {head} head (`semimtr calibrate`); "
+                         "give one", param="min_confidence")
+    return float(stored)
+
+
 def write_tables(result: PseudoLabels, summary: dict, *, out: str | Path | None = None,
-                 csv: str | Path | None = None) -> list[str]:
-    """The per-sample CSV (``csv``, default ``out/pseudo_labels.csv``), ``out/summary.json`` and the
-    histogram PNGs in ``out``, each written atomically; returns the paths written."""
+                 csv: str | Path | None = None, suspects: Sequence[dict] | None = None) -> list[str]:
+    """The per-sample CSV (``csv``, default ``out/pseudo_labels.csv``), ``out/summary.json``, the
+    histogram PNGs and (labeled inputs) ``out/suspect_labels.csv`` in ``out``, each written
+    atomically; returns the paths written."""
     import pandas as pd
 
     from .fsutil import atomic_path, atomic_write_json
@@ -215,6 +273,10 @@ def write_tables(result: PseudoLabels, summary: dict, *, out: str | Path | None 
         with atomic_path(csv_path, suffix=".csv") as tmp:
             pd.DataFrame(result.rows, columns=row_columns(result.thresholds)).to_csv(tmp, index=False)
         written.append(str(csv_path))
+    if out is not None and suspects is not None:
+        with atomic_path(Path(out) / "suspect_labels.csv", suffix=".csv") as tmp:
+            pd.DataFrame(suspects, columns=["lmdb", "key", "label", "text", "confidence"]).to_csv(tmp, index=False)
+        written.append(str(Path(out) / "suspect_labels.csv"))
     if out is not None:
         atomic_write_json(Path(out) / "summary.json", summary)
         written.append(str(Path(out) / "summary.json"))

@@ -1,5 +1,6 @@
 """The trainer and the three stages on micro models and synthetic data (CPU, seconds each)."""
 
+import importlib.util
 import json
 import os
 import shutil
@@ -69,6 +70,12 @@ def test_three_stages_end_to_end(data, tmp_path):
     events = [json.loads(x) for x in (tmp_path / "vision" / "metrics.jsonl").read_text().splitlines()]
     assert [e["step"] for e in events if e["event"] == "train"] == [1, 2, 3]
     assert {"ce", "seqclr"} <= set(events[0])
+    if importlib.util.find_spec("tensorboard"):  # the same numbers as TensorBoard scalars beside metrics.jsonl
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        board = EventAccumulator(str(tmp_path / "vision" / "tensorboard")).Reload()
+        assert [(s.step, round(s.value, 4)) for s in board.Scalars("train/ce")] == \
+            [(e["step"], round(e["ce"], 4)) for e in events if e["event"] == "train"]
 
     lm = train(recipe("pretrain_lm", data, "train.max_steps=3"), tmp_path / "lm")
     assert {"exact", "top5"} <= set(lm["last_validation"])

@@ -8,7 +8,9 @@ from typing import List, Optional
 import typer
 
 from .. import ui
-from .options import DeviceOpt, InferenceWorkersOpt, PrecisionOpt, ThreadsOpt, json_option, set_threads, write_json
+from .options import (
+    CalibrationOpt, DeviceOpt, InferenceWorkersOpt, PrecisionOpt, ThreadsOpt, json_option, set_threads, write_json,
+)
 
 JsonOpt = json_option("the results (a list with several checkpoints/heads)")
 
@@ -29,6 +31,9 @@ def command(
         None, "--charset", help="Protocol charset: preset 36 (default: lower-case a-z0-9, max 25), 62, 94 or a file."),
     weights: str = typer.Option("num_samples", "--weights",
                                 help="Weighted average by num_samples (LMDB size incl. skipped; official) or evaluated."),
+    baseline: Optional[Path] = typer.Option(
+        None, "--baseline", help="A checkpoint to compare with (scored too when not listed): each result's change in "
+                                 "word accuracy per set, in the table, JSON (accuracy_delta), CSV and plot."),
     json_out: JsonOpt = None,
     csv_out: Optional[Path] = typer.Option(None, "--csv", help="Write one row per checkpoint, head and set (plus averages)."),
     errors_out: Optional[Path] = typer.Option(None, "--errors", help="CSV of every wrong prediction and unreadable image."),
@@ -36,6 +41,7 @@ def command(
     batch_size: int = typer.Option(64, "--batch-size", "-b", help="Images per forward pass."),
     workers: InferenceWorkersOpt = 0,
     threads: ThreadsOpt = None,
+    calibration: CalibrationOpt = "auto",
     precision: PrecisionOpt = None,
     device: DeviceOpt = None,
     rotate_tall: bool = typer.Option(
@@ -48,9 +54,13 @@ def command(
     Protocol (default = the paper's): labels lower-cased, symbols outside a-z0-9 removed,
     samples whose label becomes empty or longer than 25 skipped and counted; unreadable
     images counted and listed with their key; predictions normalised the same way. Per set:
-    word accuracy, 1-NED, char accuracy, mean confidence (percent). "wavg" is the average
+    word accuracy, 1-NED, char accuracy, mean confidence and expected calibration error
+    (ECE, 15 bins; the checkpoint's calibrated confidences when it has them, see
+    --calibration) in percent. "wavg" is the average
     weighted by each set's LMDB num-samples including skipped samples (the official code's and
-    the paper's "Avg"); "mean" is the plain mean over sets.
+    the paper's "Avg"); "mean" is the plain mean over sets. For full models a second table
+    counts, per set, the crops where the alignment (fusion) head fixed a wrong vision read and
+    where it broke a right one: the language model's net effect.
     """
     from ..charset import Charset
     from ..data.benchmarks import resolve_protocol, resolve_sets
@@ -67,12 +77,14 @@ def command(
 
     def loaded(path: str, predictor) -> None:
         ui.err_console.print(f"[dim]{path}: {predictor.kind} model, heads {', '.join(predictor.heads)}, precision "
-                             f"{predictor.describe_precision()} on {predictor.device}[/]", highlight=False)
+                             f"{predictor.describe_precision()} on {predictor.device}; {predictor.describe_confidence()}[/]",
+                             highlight=False)
 
     total = len(checkpoints) * sum(s.num_samples for s in sets)
     with ui.progress("eval", total=total, transient=True) as advance:
         report = evaluate_checkpoints(checkpoints, sets, proto, head=head, batch_size=batch_size, workers=workers,
-                                      device=device or "auto", precision=precision or "auto", on_progress=advance,
+                                      device=device or "auto", precision=precision or "auto", calibration=calibration,
+                                      baseline=baseline, on_progress=advance,
                                       on_loaded=loaded)
     _print_table(report.results, ui.err_console if json_out == "-" else ui.console)
     for row in report.bad_images:
@@ -99,17 +111,48 @@ def _print_table(objs: list[dict], console) -> None:
         table.add_column(n, justify="right")
     table.add_column("wavg", justify="right")
     table.add_column("mean", justify="right")
+    def cell(value: float, delta: float | None) -> str:
+        return f"{value:.2f}" if delta is None else f"{value:.2f} ({delta:+.2f})"
+
     for o in objs:
         by = {s["name"]: s for s in o["sets"]}
+        base = o.get("baseline") or {}
         table.add_row(Path(o["checkpoint"]).name, o["head"],
-                      *[f"{by[n]['accuracy']:.2f}" if n in by else "-" for n in names],
-                      f"{o['weighted_average']['accuracy']:.2f}", f"{o['mean']['accuracy']:.2f}")
+                      *[cell(by[n]["accuracy"], by[n].get("accuracy_delta")) if n in by else "-" for n in names],
+                      cell(o["weighted_average"]["accuracy"], base.get("weighted_average")),
+                      cell(o["mean"]["accuracy"], base.get("mean")))
+    if "baseline" in objs[0]:
+        table.caption = f"(change in points against the baseline {Path(objs[0]['baseline']['checkpoint']).name})"
     console.print(table)
+    _print_fusion(objs, console)
     detail = Table(show_header=True, header_style="bold", title=f"per set ({Path(objs[0]['checkpoint']).name}, {objs[0]['head']})")
-    for col in ("set", "samples", "evaluated", "skipped", "unreadable", "accuracy", "1-NED", "char acc", "mean conf"):
+    for col in ("set", "samples", "evaluated", "skipped", "unreadable", "accuracy", "1-NED", "char acc", "mean conf",
+                "ECE"):
         detail.add_column(col, justify="left" if col == "set" else "right")
     for s in objs[0]["sets"]:
         detail.add_row(s["name"], str(s["num_samples"]), str(s["evaluated"]), str(s["skipped"]), str(s["bad_images"]),
                        f"{s['accuracy']:.2f}", f"{s['one_minus_ned']:.2f}", f"{s['char_accuracy']:.2f}",
-                       f"{s['mean_confidence']:.2f}")
+                       f"{s['mean_confidence']:.2f}", f"{s['ece']:.2f}")
     console.print(detail)
+
+
+def _print_fusion(objs: list[dict], console) -> None:
+    """Per full-model checkpoint and set: crops the alignment head fixed / broke against vision."""
+    from rich.table import Table
+
+    seen, rows = set(), []
+    for o in objs:
+        if o["checkpoint"] in seen or not any("fusion" in s for s in o["sets"]):
+            continue
+        seen.add(o["checkpoint"])
+        rows.extend((Path(o["checkpoint"]).name, s) for s in o["sets"] if "fusion" in s)
+    if not rows:
+        return
+    table = Table(show_header=True, header_style="bold",
+                  title="what the alignment head did to the vision reads (language model's net effect)")
+    for col in ("checkpoint", "set", "fixed (vision wrong -> right)", "broken (vision right -> wrong)", "net"):
+        table.add_column(col, justify="left" if col in ("checkpoint", "set") else "right")
+    for name, s in rows:
+        f = s["fusion"]
+        table.add_row(name, s["name"], str(f["fixed"]), str(f["broken"]), f"{f['fixed'] - f['broken']:+d}")
+    console.print(table)

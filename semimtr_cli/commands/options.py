@@ -1,7 +1,7 @@
 """The options several commands share: one name, one meaning, one help text each.
 
-``--device``, ``--precision``, ``--workers``, ``--threads``, ``--json``, ``--seed`` and ``--out``
-mean the same on every command that has them:
+``--device``, ``--precision``, ``--calibration``, ``--workers``, ``--threads``, ``--json``,
+``--seed`` and ``--out`` mean the same on every command that has them:
 
 - ``--workers N``: N separate worker processes do the loading / decoding / rendering; ``0``
   runs that work in this process;
@@ -34,6 +34,9 @@ PRECISION_HELP = ("auto (chosen for this machine: bf16 where it runs natively an
 WORKERS_HELP = "Worker processes that load and decode data (0 = in this process)."
 THREADS_HELP = "Torch threads of this process (default: torch's choice; training commands: the recipe's train.threads)."
 
+CALIBRATION_HELP = ("auto (default): confidences use the temperatures `semimtr calibrate` stored in the checkpoint, "
+                    "when there are any; require: stop unless there are; off: raw softmax confidences.")
+CalibrationOpt = Annotated[str, typer.Option("--calibration", help=CALIBRATION_HELP)]
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", help=DEVICE_HELP)]
 PrecisionOpt = Annotated[Optional[str], typer.Option("--precision", help=PRECISION_HELP)]
 ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", help=THREADS_HELP)]

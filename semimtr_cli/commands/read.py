@@ -9,7 +9,9 @@ from typing import List, Optional
 import typer
 
 from .. import ui
-from .options import DeviceOpt, PrecisionOpt, ThreadsOpt, json_option, set_threads, summary_console, write_json
+from .options import (
+    CalibrationOpt, DeviceOpt, PrecisionOpt, ThreadsOpt, json_option, set_threads, summary_console, write_json,
+)
 
 JsonOpt = json_option("the predictions (with per-character probabilities)")
 TABLE_LIMIT = 100  # above this many rows, print plain tab-separated lines instead of a table
@@ -24,6 +26,11 @@ def command(
         "product", "--confidence",
         help="product (default) or mean of the per-slot max softmax probabilities over the predicted characters and the stop slot.",
     ),
+    min_confidence: Optional[float] = typer.Option(
+        None, "--min-confidence",
+        help="Mark words below this confidence (0..1) as rejected (column and JSON field `rejected`). With "
+             "--calibration require and no value: the threshold `semimtr calibrate` stored for this head."),
+    calibration: CalibrationOpt = "auto",
     precision: PrecisionOpt = None,
     device: DeviceOpt = None,
     threads: ThreadsOpt = None,
@@ -48,24 +55,29 @@ def command(
 
     set_threads(threads)
     image_paths = gather_image_paths(paths)
-    predictor = open_backend(checkpoint, backend=backend, device=device or "auto", precision=precision or "auto")
+    predictor = open_backend(checkpoint, backend=backend, device=device or "auto", precision=precision or "auto",
+                             calibration=calibration)
     predictor.check_head(head)
+    threshold = reject_threshold(predictor, head, min_confidence, calibration)
     console = summary_console(json_out)
     ui.err_console.print(f"[dim]{predictor.kind} model, {predictor.charset.describe()}; head {head}, precision "
-                         f"{predictor.describe_precision()} on {predictor.device}[/]", highlight=False)
+                         f"{predictor.describe_precision()} on {predictor.device}; {predictor.describe_confidence()}"
+                         + ("" if threshold is None else f"; rejecting words below {threshold:g}") + "[/]",
+                         highlight=False)
     start = time.perf_counter()
     with ui.progress("reading", total=len(image_paths), transient=True) as advance:
         result = read_paths(predictor, image_paths, head=head, batch_size=batch_size, confidence=confidence,
                             rotate_tall=rotate_tall, keep_logits=save_logits is not None, skip_bad=skip_bad,
-                            on_progress=advance)
+                            min_confidence=threshold, on_progress=advance)
     elapsed = time.perf_counter() - start
-    _print_rows(result.rows, confidence, console)
+    _print_rows(result.rows, confidence, console, threshold is not None)
     for path, msg in result.failed:
         ui.err_console.print(f"[yellow]skipped[/] {msg}", highlight=False)
 
     written = [write_json(json_out, result.to_json(
         checkpoint=str(checkpoint), head=head, confidence=confidence, precision=predictor.precision,
-        precision_reason=predictor.precision_reason))] if json_out else []
+        precision_reason=predictor.precision_reason, calibrated=head in predictor.temperatures,
+        temperature=predictor.temperatures.get(head), min_confidence=threshold))] if json_out else []
     if csv_out is not None:
         result.write_csv(csv_out)
         written.append(str(csv_out))
@@ -77,17 +89,31 @@ def command(
     ui.err_console.print(
         f"read {n} image(s) in {elapsed:.1f} s ({rate:.1f} images/s)"
         + (f", skipped {len(result.failed)}" if result.failed else "")
+        + (f", rejected {sum(r['rejected'] for r in result.rows)} below {threshold:g}" if threshold is not None else "")
         + (f"; wrote {', '.join(written)}" if written else ""),
         highlight=False,
     )
 
 
-def _print_rows(rows: list[dict], confidence: str, console) -> None:
-    """A table for up to TABLE_LIMIT rows, else tab-separated lines (path, text, confidence)."""
+def reject_threshold(predictor, head: str, min_confidence: float | None, calibration: str) -> float | None:
+    """``--min-confidence`` checked, or the stored calibrated threshold under ``--calibration require``."""
+    from ..errors import UsageError
+
+    if min_confidence is not None:
+        if not 0.0 <= min_confidence <= 1.0:
+            raise UsageError(f"must be in [0, 1], got {min_confidence}", param="min_confidence")
+        return min_confidence
+    if calibration == "require":
+        return predictor.thresholds.get(head)
+    return None
+
+
+def _print_rows(rows: list[dict], confidence: str, console, marks: bool = False) -> None:
+    """A table for up to TABLE_LIMIT rows, else tab-separated lines (path, text, confidence[, rejected])."""
     if len(rows) > TABLE_LIMIT:
         for r in rows:
-            console.print(f"{r['path']}\t{r['text']}\t{r['confidence']:.4f}", highlight=False, markup=False,
-                          soft_wrap=True)
+            console.print(f"{r['path']}\t{r['text']}\t{r['confidence']:.4f}" + ("\trejected" if r.get("rejected") else ""),
+                          highlight=False, markup=False, soft_wrap=True)
         return
     from rich.table import Table
 
@@ -95,6 +121,8 @@ def _print_rows(rows: list[dict], confidence: str, console) -> None:
     table.add_column("path", overflow="fold")
     table.add_column("text")
     table.add_column(f"confidence ({confidence})", justify="right")
+    if marks:
+        table.add_column("rejected")
     for r in rows:
-        table.add_row(r["path"], r["text"], f"{r['confidence']:.4f}")
+        table.add_row(r["path"], r["text"], f"{r['confidence']:.4f}", *(["yes" if r["rejected"] else ""] if marks else []))
     console.print(table)

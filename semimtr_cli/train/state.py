@@ -73,7 +73,11 @@ def restore_rng(state: dict, info: ddp.DistInfo) -> None:
 
 
 class MetricsLog:
-    """Appends JSON lines to metrics.jsonl (main rank only)."""
+    """Appends JSON lines to metrics.jsonl (main rank only) and, when the ``tensorboard`` package
+    is installed (extra ``semimtr[tensorboard]``), the same numbers as TensorBoard scalars
+    ``<event>/<name>`` in ``tensorboard/`` beside it (``tensorboard --logdir RUN_DIR``)."""
+
+    SKIP = ("step", "epoch", "event")
 
     def __init__(self, path: Path, enabled: bool, truncate_after: int | None = None):
         self.path, self.enabled = path, enabled
@@ -81,8 +85,30 @@ class MetricsLog:
             # drop events a killed run logged after its last checkpoint: they are redone
             kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= truncate_after]
             atomic_write_text(path, "".join(line + "\n" for line in kept))
+        self.board = tensorboard_writer(path.parent / "tensorboard", purge_step=truncate_after) if enabled else None
 
     def write(self, event: dict) -> None:
         if self.enabled:
             with open(self.path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(event) + "\n")
+        if self.board is not None:
+            for name, value in event.items():
+                if name not in self.SKIP and isinstance(value, (int, float)) and not isinstance(value, bool):
+                    self.board.add_scalar(f"{event.get('event', 'train')}/{name}", value, event["step"])
+            self.board.flush()
+
+    def close(self) -> None:
+        if self.board is not None:
+            self.board.close()
+            self.board = None
+
+
+def tensorboard_writer(folder: Path, purge_step: int | None = None):
+    """A ``SummaryWriter`` on ``folder``, or None when the tensorboard package is not installed.
+    ``purge_step``: on resume, events a killed run logged after its last checkpoint are hidden."""
+    try:
+        import tensorboard  # noqa: F401
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(folder), purge_step=purge_step)

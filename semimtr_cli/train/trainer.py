@@ -317,6 +317,7 @@ class Run:
         if self.info.is_main and self.state.best_step is None:
             write_checkpoint(self.out / "best.pt", self.checkpoint(False, self.last_values, selected))
         summary = self.summary(selected)
+        self.metrics.close()
         if self.info.is_main:
             atomic_write_json(self.out / "summary.json", summary)
             try:
