@@ -240,6 +240,7 @@ def result_objects(checkpoint: str, predictor, protocol: Protocol, results: Sequ
     """One JSON object per head (the ``--json`` layout)."""
     objs = []
     images = sum(r.evaluated + len(r.bad_images) for r in results)
+    temperatures = getattr(predictor, "temperatures", {})
     for h in heads:
         rows = [r.row(h) for r in results]
         weighted, mean = averages(rows, protocol.weights)
@@ -253,7 +254,7 @@ def result_objects(checkpoint: str, predictor, protocol: Protocol, results: Sequ
             "model": {"kind": predictor.kind, "charset": predictor.charset.name,
                       "max_length": predictor.charset.max_length},
             "precision": precision,
-            "confidence": {"calibrated": h in predictor.temperatures, "temperature": predictor.temperatures.get(h)},
+            "confidence": {"calibrated": h in temperatures, "temperature": temperatures.get(h)},
             "device": str(getattr(predictor, "device", "cpu")),
             "seconds": seconds,
             "images_per_s": (images / seconds) if seconds else None,

@@ -6,7 +6,7 @@ runner = CliRunner()
 
 PRODUCT_COMMANDS = [
     "build-lmdb", "show-aug", "synth", "pretrain-vision", "pretrain-lm", "finetune",
-    "eval", "pseudo-labels", "read", "convert", "export",
+    "eval", "calibrate", "pseudo-labels", "read", "convert", "export",
 ]
 
 
