@@ -30,6 +30,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from semimtr_cli.runtime import machine_record  # noqa: E402
 from semimtr_cli.data.augment import build_pipeline  # noqa: E402
 from semimtr_cli.data.image import to_model_input  # noqa: E402
 from semimtr_cli.data.preview import dejavu_font  # noqa: E402
@@ -106,7 +107,7 @@ def main(argv=None) -> int:
         "torch": torch.__version__,
         "numpy": np.__version__,
         "pillow": Image.__version__,
-        "machine": platform.processor() or platform.machine(),
+        "machine": machine_record(),
         "results": results,
     }
     out = Path(args.out)

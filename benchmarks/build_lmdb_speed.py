@@ -130,6 +130,8 @@ def best_of(repeats: int, fn) -> tuple[float, int]:
 
 
 def main(argv=None) -> int:
+    from semimtr_cli.runtime import machine_record
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--count", type=int, default=4000)
     ap.add_argument("--repeats", type=int, default=3)
@@ -148,7 +150,7 @@ def main(argv=None) -> int:
         "python": platform.python_version(),
         "pillow": Image.__version__,
         "cpu_count": os.cpu_count(),
-        "machine": platform.machine(),
+        "machine": machine_record(),
         "timing": "best of repeats, wall clock of build_lmdb (listing + validation + LMDB write)",
         "runs": {},
     }

@@ -108,19 +108,15 @@ def main() -> None:
     p.add_argument("--plot", type=Path, default=ROOT / "docs" / "performance" / "convergence.png")
     args = p.parse_args()
 
-    import torch
-
     from semimtr_cli.fsutil import atomic_write_json
-    from semimtr_cli.runtime import cpu_info
+    from semimtr_cli.runtime import machine_record
 
     runs = args.from_runs or run_stages(args.work, args.steps)
     stages = [read_run(r) for r in runs]
-    info = cpu_info()
     result = {
         "benchmark": "convergence",
         "date": time.strftime("%Y-%m-%d"),
-        "machine": {"cpu": info["model"], "cpu_flags": info["flags"], "cores": info["cores"],
-                    "torch": torch.__version__, "torch_threads": int(os.environ.get("OMP_NUM_THREADS", 0)) or None},
+        "machine": machine_record() | {"torch_threads": int(os.environ.get("OMP_NUM_THREADS", 0)) or None},
         "thresholds": [f"{t:g}%" for t in THRESHOLDS],
         "stages": stages,
         "total_training_seconds": sum(s["wall_seconds"] for s in stages),

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import tempfile
 import time
@@ -24,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from semimtr_cli.runtime import machine_record  # noqa: E402
 from semimtr_cli.charset import Charset
 from semimtr_cli.data.benchmarks import resolve_sets
 from semimtr_cli.data.synth import generate
@@ -77,8 +76,7 @@ def main() -> None:
                 print(f"{preset:6s} workers={w}: {statistics.median(runs[w]):.1f} images/s (runs {runs[w]})", flush=True)
     payload = {
         "what": "semimtr eval end to end (LMDB decode + preprocess + model + decode + metrics), images/s",
-        "machine": {"cpu_count": torch.get_num_threads(), "platform": platform.platform(), "torch": torch.__version__},
-        "load_average_at_end": list(os.getloadavg()),  # other processes on the machine skew the figures
+        "machine": machine_record(),  # load average at the end: other processes on the machine skew the figures
         "threads": args.threads, "images": args.images, "mean_width": gen["mean_width"], "results": results,
         "command": "python benchmarks/eval_speed.py " + " ".join(
             f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out"),

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -28,6 +26,7 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from semimtr_cli.runtime import machine_record  # noqa: E402
 from semimtr_cli.charset import Charset  # noqa: E402
 from semimtr_cli.data.augment import PerSourcePipeline  # noqa: E402
 from semimtr_cli.data.datasets import CropDataset, collate  # noqa: E402
@@ -104,8 +103,7 @@ def main() -> None:
                 print(f"{name:16s} workers={w}  {ips:8.1f} images/s", flush=True)
     out = {
         "benchmark": "loader_speed",
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
-                    "load_average_1min_at_end": os.getloadavg()[0]},
+        "machine": machine_record(),
         "batch_size": args.batch_size,
         "image_size_px": [31, 69],
         "main_process_threads": 1,

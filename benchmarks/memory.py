@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -61,6 +59,7 @@ def main() -> None:
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
     from semimtr_cli.data.synth import generate
+    from semimtr_cli.runtime import machine_record
 
     results = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -75,7 +74,7 @@ def main() -> None:
             row = {"stage": kind.replace("_", "-"), "size": size, "batch_size": batch, "peak_rss_mb": round(peak, 1)}
             results.append(row)
             print(json.dumps(row), flush=True)
-    out = {"benchmark": "memory", "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+    out = {"benchmark": "memory", "machine": machine_record(),
            "threads": args.threads, "note": "peak RSS of a child process doing only this job (CPU, fp32)",
            "results": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)

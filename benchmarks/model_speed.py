@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import time
@@ -31,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
+from semimtr_cli.runtime import machine_record  # noqa: E402
 from semimtr_cli.charset import Charset
 from semimtr_cli.model.checkpoint import model_from_checkpoint
 from semimtr_cli.model.config import ModelConfig
@@ -299,8 +299,7 @@ def main() -> None:
             ratios[f"{model_name}/{mode}/b{batch}/{variant}"] = round(ips / ref, 3)
     report = {
         "command": " ".join(sys.argv),
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "torch": torch.__version__,
-                    "threads": args.threads},
+        "machine": machine_record(),
         "settings": {"preset": args.preset, "checkpoint": str(args.checkpoint) if args.checkpoint else None,
                      "weights": None if args.checkpoint else args.weights,
                      "repeats": args.repeats, "warmup": args.warmup, "statistic": "median images/s",

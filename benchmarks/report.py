@@ -42,6 +42,9 @@ def machine_line(d: dict) -> str:
     m = d.get("machine")
     parts = []
     if isinstance(m, dict):
+        if m.get("cpu"):  # runtime.machine_record
+            flags = ", ".join(m.get("cpu_flags") or []) or "none of the bf16/AMX/AVX-512 flags"
+            parts.append(f"{m['cpu']} ({m.get('cores')} cores; flags {flags})")
         cpus = m.get("cpus", m.get("cpu_count"))
         if cpus:
             parts.append(f"{cpus} CPUs")
@@ -49,10 +52,12 @@ def machine_line(d: dict) -> str:
             parts.append(m["platform"])
         if m.get("torch"):
             parts.append(f"torch {m['torch']}")
-        if m.get("cuda"):
-            parts.append(f"GPU {m['cuda']}")
-        if m.get("threads"):
-            parts.append(f"{m['threads']} torch threads")
+        if m.get("cuda") or m.get("gpu"):
+            parts.append(f"GPU {m.get('cuda') or m.get('gpu')}")
+        if m.get("threads") or m.get("torch_threads"):
+            parts.append(f"{m.get('threads') or m.get('torch_threads')} torch threads")
+        if m.get("load_average"):
+            parts.append("load average " + " / ".join(f"{x:.1f}" for x in m["load_average"]) + " (1/5/15 min)")
         if m.get("load_average_1min_at_end") is not None:
             parts.append(f"1-minute load average {m['load_average_1min_at_end']:.1f} at the end (other jobs running)")
     elif isinstance(m, str):
@@ -156,7 +161,7 @@ def augment_section(d: dict | None) -> list[str]:
     L = ["## Augmentation alone (one thread)", ""]
     if d is None:
         return L + missing("augment_speed")
-    L += [f"Machine: {d.get('machine')}, Python {d.get('python')}, Pillow {d.get('pillow')}, {d.get('threads')} thread; "
+    L += [machine_line(d) + f" Python {d.get('python')}, Pillow {d.get('pillow')}, {d.get('threads')} thread; "
           f"{d.get('includes')}; mean crop {d.get('mean_image_hw')} px.", "",
           "| pipeline | images/s | µs/image | reference images/s | ratio |", "|---|---|---|---|---|"]
     for name, r in d["results"].items():
@@ -184,7 +189,7 @@ def build_section(d: dict | None) -> list[str]:
     L = ["## `semimtr build-lmdb` throughput", ""]
     if d is None:
         return L + missing("build_lmdb_speed")
-    L += [f"Machine: {d.get('cpu_count')} CPUs, {d.get('machine')}, Python {d.get('python')}, Pillow {d.get('pillow')}; "
+    L += [machine_line(d) + f" Python {d.get('python')}, Pillow {d.get('pillow')}; "
           f"{d.get('count')} synthetic PNG crops ({d.get('dataset_bytes', 0) / 1e6:.1f} MB); {d.get('timing')}.", "",
           "| variant | seconds | images/s |", "|---|---|---|"]
     for name, r in d["runs"].items():

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -27,6 +25,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from semimtr_cli.runtime import machine_record  # noqa: E402
 from semimtr_cli.data.synth import generate  # noqa: E402
 from semimtr_cli.train.recipe import load_recipe  # noqa: E402
 from semimtr_cli.train.trainer import train  # noqa: E402
@@ -88,9 +87,7 @@ def main() -> None:
                 print(json.dumps(row), flush=True)
     out = {
         "benchmark": "train_speed",
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
-                    "load_average_1min_at_end": os.getloadavg()[0],
-                    "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
+        "machine": machine_record(),
         "threads": args.threads, "loader_workers": args.workers,
         "results": results,
     }

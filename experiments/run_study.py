@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -281,13 +280,11 @@ def thin_pool(src: Path, dst: Path, n: int) -> Path:
 
 
 def machine() -> dict:
-    import torch
+    """runtime.machine_record, with the names the page reads (taken at the start of the plan)."""
+    from semimtr_cli.runtime import machine_record
 
-    from semimtr_cli.runtime import cpu_info
-
-    cpu = cpu_info()
-    return {"platform": platform.platform(), "cpu": cpu["model"], "cpu_flags": cpu["flags"], "cpu_count": os.cpu_count(),
-            "python": platform.python_version(), "torch": torch.__version__, "load_average_at_start": list(os.getloadavg())}
+    m = machine_record()
+    return m | {"cpu_count": m["cores"], "load_average_at_start": m["load_average"]}
 
 
 PAGES = {"finetune": "results.md", "vision": "results-vision.md", "sources": None}
@@ -326,6 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     t_start = time.time()
     deadline = t_start + args.budget_minutes * 60
+    machine_at_start = machine()
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     page = None
@@ -399,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
         "plan": args.plan,
         "command": "python experiments/run_study.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "budget_minutes": args.budget_minutes, "quick": args.quick, "seeds": args.seeds, "lanes": args.lanes,
-        "threads_per_run": 1, "machine": machine(), "data": data_info,
+        "threads_per_run": 1, "machine": machine_at_start, "data": data_info,
         "regimes": {r.name: {"labeled": r.labeled, "unlabeled": r.unlabeled, "valid": r.valid, "test": r.test,
                              "truth": r.truth} for r in regimes},
         "steps": asdict(steps) | ({"finetune": replan.record["finetune_steps"]} if replan.record else {}), "eval_every": every,

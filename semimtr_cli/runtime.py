@@ -70,6 +70,18 @@ def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
 
 # ----------------------------------------------------------------------------- the CPU
 @functools.lru_cache(maxsize=1)
+def machine_record() -> dict:
+    """Where a measurement ran, for every benchmark and study JSON: CPU model and the flags that
+    decide precision (avx512_bf16, amx_bf16, ...), cores, torch version and CPU capability, torch
+    threads, load average (1, 5, 15 min) now, the GPU when CUDA is available."""
+    info = cpu_info()
+    return {"cpu": info["model"], "cpu_flags": info["flags"], "cores": info["cores"],
+            "torch": torch.__version__, "torch_cpu_capability": info["torch_capability"],
+            "torch_threads": torch.get_num_threads(), "load_average": [round(x, 2) for x in os.getloadavg()],
+            "platform": platform.platform(), "python": platform.python_version(),
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
 def cpu_info() -> dict:
     """``{"model": str, "flags": [...], "torch_capability": str, "cores": int}`` of this machine.
 
