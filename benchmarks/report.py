@@ -26,6 +26,7 @@ COMMANDS = {
     "convergence": "python benchmarks/convergence.py --from-runs runs/tiny-vision runs/tiny-lm runs/tiny-finetune",
     "model_agreement_trained_tiny": "python benchmarks/model_speed.py --checkpoint CKPT --agreement-images 600 "
                                     "--out benchmarks/results/model_agreement_trained_tiny.json",
+    "gpu_check": "python benchmarks/gpu_check.py  (on a GPU machine; --dry-run on a CPU checks the plumbing)",
 }
 
 
@@ -291,6 +292,23 @@ def plot_scaling(model: dict | None, evald: dict | None, train: dict | None, pat
     return True
 
 
+def gpu_section(d: dict | None) -> list[str]:
+    """benchmarks/gpu_check.py's JSON: one table per section (a dry run is labelled as such)."""
+    L = ["## One GPU (benchmarks/gpu_check.py)", ""]
+    if d is None or d.get("dry_run"):
+        return L + ["*Not measured yet*: no session has had a GPU lent to it. `python benchmarks/gpu_check.py` "
+                    "(one command, <= 8 minutes on one GPU) writes `benchmarks/results/gpu_check.json`; "
+                    "`--dry-run` runs the same sections on a CPU (the tests do).", ""]
+    L += [machine_line(d), "", "| stage | precision | batch | images/s | peak memory MB |", "|---|---|---|---|---|"]
+    for r in (d["train"].get("result") or []):
+        L.append(f"| {r['stage']} | {r['precision']} | {r['batch']} | {fmt(r['images_per_s'])} | {fmt(r['peak_memory_mb'])} |")
+    L.append("")
+    for name in ("official", "eval", "compile", "loader", "ddp"):
+        sec = d.get(name) or {}
+        L.append(f"- **{name}**: " + (json.dumps(sec["result"]) if "result" in sec else f"failed: {sec.get('error')}"))
+    return L + [""]
+
+
 def build_page(results: Path, page: Path) -> str:
     docs = {name: load(results, name) for name in COMMANDS}
     img = page.parent / "performance" / "scaling.png"
@@ -313,6 +331,7 @@ def build_page(results: Path, page: Path) -> str:
     L += build_section(docs["build_lmdb_speed"])
     L += memory_section(docs)
     L += convergence_section(docs["convergence"], page)
+    L += gpu_section(docs["gpu_check"])
     L += ["## How cost grows", ""]
     if have_plot:
         L += [f"![cost vs batch size and throughput]({os.path.relpath(img, page.parent)})", "",
