@@ -39,7 +39,7 @@ from .errors import SemimtrError, UsageError, option
 from .fsutil import atomic_path, atomic_write_json
 from .metrics import TextMetrics
 from .model.outputs import HEADS
-from .predict import Decoded, decode_logits, load_predictor
+from .predict import Decoded, decode_logits, open_backend
 
 METRIC_NAMES = ("accuracy", "one_minus_ned", "mean_confidence", "char_accuracy", "ece")
 WEIGHTINGS = ("num_samples", "evaluated")
@@ -339,7 +339,8 @@ def evaluate_checkpoints(checkpoints: Sequence[str | Path], sets: Sequence[EvalS
                          precision: str = "auto", calibration: str = "auto", baseline: str | Path | None = None,
                          on_progress: Callable[[int], None] | None = None,
                          on_loaded: Callable[[str, object], None] | None = None) -> EvalReport:
-    """Score every checkpoint on every set for ``head`` (``all``: each head the model has).
+    """Score every checkpoint on every set for ``head`` (``all``: each head the model has); a
+    ``.onnx`` file from ``semimtr export`` (fp32 or int8) runs on ONNX Runtime.
 
     ``baseline``: one checkpoint (scored first when it is not among ``checkpoints``) against
     which every result gets its change in word accuracy per set (:func:`add_baseline_deltas`).
@@ -356,7 +357,7 @@ def evaluate_checkpoints(checkpoints: Sequence[str | Path], sets: Sequence[EvalS
         raise UsageError(f"checkpoint not found: {', '.join(missing)}")
     results, errors, bad, seen = [], [], [], set()
     for ckpt in checkpoints:
-        predictor = load_predictor(ckpt, device=device, precision=precision, calibration=calibration)
+        predictor = open_backend(ckpt, device=device, precision=precision, calibration=calibration)
         check_charset_fit(predictor.charset, protocol.charset, str(ckpt))
         heads = resolve_heads(predictor, head)
         if on_loaded:

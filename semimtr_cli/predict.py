@@ -37,7 +37,7 @@ from .model.outputs import HEADS, HeadOutput
 from .runtime import Precision, check_precision, choose_precision, pick_device
 
 CONFIDENCE_MODES = ("product", "mean")
-BACKENDS = ("torch", "onnx")
+BACKENDS = ("torch", "onnx")  # open_backend also takes "auto": by the file's suffix
 CALIBRATION_MODES = ("auto", "require", "off")  # use the checkpoint's temperatures if any / must have them / never
 
 
@@ -78,18 +78,6 @@ def decode_logits(logits: torch.Tensor, charset: Charset, confidence: str = "pro
         out.append(Decoded(text=charset.decode(row_ids[:n_chars]), confidence=float(conf), char_probs=chars,
                            stop_prob=stop_p, length=n_chars + (0 if stop is None else 1)))
     return out
-
-
-def quantize_linear_int8(model: torch.nn.Module) -> torch.nn.Module:
-    """Dynamic int8 quantisation of every ``nn.Linear`` (weights int8, activations quantised
-    per batch; convolutions stay fp32). CPU only; returns a new module."""
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from torch.ao.quantization import quantize_dynamic
-
-        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=False)
 
 
 @dataclass
@@ -168,8 +156,8 @@ class Predictor(InferenceBackend):
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (see runtime.pick_device).
         precision: one of runtime.PRECISIONS: ``auto`` (bf16 where the machine runs it natively
             and fast, kept only if the first batch decodes to the same words as fp32; see
-            :mod:`.runtime`), ``fp32``, ``bf16`` (bfloat16 autocast), ``fp16`` (CUDA autocast),
-            ``int8`` (dynamic int8 Linear layers, CPU only).
+            :mod:`.runtime`), ``fp32``, ``bf16`` (bfloat16 autocast), ``fp16`` (CUDA autocast).
+            int8 is an ONNX Runtime file (``export.export_onnx(int8=True)``, ``open_backend``).
         channels_last: run convolutions in channels-last memory layout (None = on for CPU,
             where it measured faster with unchanged outputs).
         calibration: one of CALIBRATION_MODES: ``auto`` divides each head's logits by the
@@ -200,21 +188,13 @@ class Predictor(InferenceBackend):
             self.thresholds = dict(stored.get("threshold") or {})
         self.device = pick_device(device)
         check_precision(precision)
-        if precision == "int8":
-            if self.device.type != "cpu":
-                raise UsageError("int8 runs on the CPU only; use bf16 or fp16 on a GPU", param="precision")
-            self._autocast: Precision = choose_precision("fp32", self.device)
-            self.precision, self.precision_reason = "int8", "as requested"
-        else:
-            self._autocast = choose_precision(precision, self.device)
-            self.precision, self.precision_reason = self._autocast.name, self._autocast.reason
+        self._autocast: Precision = choose_precision(precision, self.device)
+        self.precision, self.precision_reason = self._autocast.name, self._autocast.reason
         # auto + reduced precision: compare with fp32 on the first batch before trusting it
         self._check_agreement = precision == "auto" and self._autocast.dtype is not None
         if channels_last is None:
             channels_last = self.device.type == "cpu"
         self.channels_last = channels_last
-        if precision == "int8":
-            model = quantize_linear_int8(model)
         self.model = model.to(self.device)
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -288,10 +268,13 @@ def load_predictor(checkpoint: str | Path, *, device: str = "auto", precision: s
         raise SemimtrError(f"{checkpoint}: {exc}") from None
 
 
-def open_backend(path: str | Path, *, backend: str = "torch", device: str = "auto", precision: str = "auto",
+def open_backend(path: str | Path, *, backend: str = "auto", device: str = "auto", precision: str = "auto",
                  calibration: str = "auto") -> InferenceBackend:
-    """``torch``: :func:`load_predictor`; ``onnx``: an ``export.OnnxPredictor`` (CPU, fp32 only,
-    raw confidences: an exported file carries no calibration)."""
+    """``torch``: :func:`load_predictor`; ``onnx``: an ``export.OnnxPredictor`` (CPU; fp32, or
+    int8 for a file exported with ``int8``; raw confidences: an exported file carries no
+    calibration); ``auto``: onnx for a ``.onnx`` path, else torch."""
+    if backend == "auto":
+        backend = "onnx" if str(path).endswith(".onnx") else "torch"
     if backend not in BACKENDS:
         raise UsageError(f"must be one of {', '.join(BACKENDS)}, got {backend!r}", param="backend")
     if backend == "torch":

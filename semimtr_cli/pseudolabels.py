@@ -181,7 +181,7 @@ def pseudo_label_report(checkpoint: str | Path, unlabeled: Sequence[str | Path],
         UsageError: a bad setting (named by parameter); SemimtrError: unreadable checkpoint or
         data, or ``html`` is a folder that is not a gallery.
     """
-    from .evaluate import load_predictor
+    from .predict import load_predictor
 
     thr = parse_thresholds(thresholds) if isinstance(thresholds, str) else check_thresholds(thresholds)
     check_options(view=view, confidence=confidence, batch_size=batch_size, workers=workers, html_limit=html_limit)

@@ -32,9 +32,11 @@ import torch
 
 from .errors import UsageError
 
-#: Every ``--precision`` value. ``int8`` (dynamic int8 Linear layers) is for inference on the CPU only.
-PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
-TRAINING_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+#: Every ``--precision`` value (int8 inference is an ONNX Runtime file: ``semimtr export --int8``).
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+TRAINING_PRECISIONS = PRECISIONS
+INT8_HINT = ("int8 inference runs through ONNX Runtime: `semimtr export CKPT --onnx MODEL.onnx --int8`, then read or "
+             "eval MODEL.onnx")
 DEVICE_CHOICES = "auto, cpu, cuda, cuda:N or mps"
 BF16_MIN_SPEEDUP = 1.15
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
@@ -69,7 +71,6 @@ def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
 
 
 # ----------------------------------------------------------------------------- the CPU
-@functools.lru_cache(maxsize=1)
 def machine_record() -> dict:
     """Where a measurement ran, for every benchmark and study JSON: CPU model and the flags that
     decide precision (avx512_bf16, amx_bf16, ...), cores, torch version and CPU capability, torch
@@ -82,6 +83,7 @@ def machine_record() -> dict:
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
+@functools.lru_cache(maxsize=1)
 def cpu_info() -> dict:
     """``{"model": str, "flags": [...], "torch_capability": str, "cores": int}`` of this machine.
 
@@ -190,6 +192,8 @@ class Precision:
 def check_precision(name: str, *, training: bool = False) -> None:
     """Raise a UsageError (about ``precision``) unless ``name`` is a value of :data:`PRECISIONS`
     (of :data:`TRAINING_PRECISIONS` when ``training``)."""
+    if name == "int8":
+        raise UsageError(INT8_HINT, param="precision")
     if name not in PRECISIONS:
         raise UsageError(f"must be one of {', '.join(PRECISIONS)}, got {name!r}", param="precision")
     if training and name not in TRAINING_PRECISIONS:
@@ -200,7 +204,7 @@ def check_precision(name: str, *, training: bool = False) -> None:
 def choose_precision(requested: str, device: torch.device) -> Precision:
     """Resolve ``requested`` (one of :data:`PRECISIONS`) on ``device``; see the module docstring.
 
-    Raises UsageError for an unknown name, int8 (not an autocast precision) or fp16 off CUDA.
+    Raises UsageError for an unknown name, int8 (an ONNX Runtime file, see INT8_HINT) or fp16 off CUDA.
     """
     check_precision(requested, training=True)
     kind = device.type

@@ -120,7 +120,7 @@ def test_options_are_validated(ckpts, images):
         assert res.exit_code == 2, (args, res.output)
 
 
-@pytest.mark.parametrize("precision", ["bf16", "int8"])
+@pytest.mark.parametrize("precision", ["bf16"])
 def test_reduced_precisions_run(ckpts, images, tmp_path, precision):
     folder, _ = images
     out = tmp_path / "p.npz"

@@ -34,7 +34,7 @@ def command(
     precision: PrecisionOpt = None,
     device: DeviceOpt = None,
     threads: ThreadsOpt = None,
-    backend: str = typer.Option("torch", "--backend", help="torch (a .pt checkpoint) or onnx (a file from `semimtr export`; needs onnxruntime, CPU fp32)."),
+    backend: str = typer.Option("auto", "--backend", help="auto (default: onnx for a .onnx file, else torch), torch (a .pt checkpoint) or onnx (a file from `semimtr export`, fp32 or --int8; needs onnxruntime, CPU)."),
     rotate_tall: bool = typer.Option(False, "--rotate-tall", help="Rotate crops taller than twice their width by 90 degrees counter-clockwise first."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable images (listed in the summary) instead of stopping."),
     json_out: JsonOpt = None,
