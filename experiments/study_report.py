@@ -306,9 +306,11 @@ def finetune_page(w, study: dict, out: Path, figs: Path) -> None:
     for regime in regimes:
         pseudo_section(w, study, regime)
     w("## 3. Vision pre-training: CE only against CE + SeqCLR\n")
+    vision_page = figs.parent / "results-vision.md"
     w("Its own plan and page, since from-scratch arms long enough to leave the plateau do not fit beside the "
       "fine-tuning arms in one 90-minute budget: `python experiments/run_study.py --plan vision` writes "
-      "[results-vision.md](results-vision.md).\n")
+      + ("[results-vision.md](results-vision.md).\n" if vision_page.is_file() else
+         "`results-vision.md`; **not run yet** for this study.\n"))
     w("## 4. Learning curves\n")
     w("![curves](results/curves.png)\n")
     runs_section(w, study, 5)
