@@ -192,6 +192,15 @@ def word_images(n: int, charset: Charset, seed: int, size=(128, 32)) -> list[Ima
     return out
 
 
+def lmdb_images(path: Path, n: int) -> list[Image.Image]:
+    """The first ``n`` crops of an LMDB, decoded to RGB."""
+    from semimtr_cli.data.image import decode_image
+    from semimtr_cli.data.lmdb_io import LmdbReader
+
+    reader = LmdbReader(path)
+    return [decode_image(reader.image_bytes(i)) for i in range(min(n, len(reader)))]
+
+
 def batch_tensor(images: list[Image.Image], cfg: ModelConfig) -> torch.Tensor:
     from semimtr_cli.data.image import to_model_input
 
@@ -252,12 +261,18 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--agreement-images", type=int, default=200)
+    ap.add_argument("--agreement-lmdb", type=Path, default=None,
+                    help="take the agreement crops from this LMDB (the model's own distribution) instead of "
+                         "PIL default-font strings, which a model trained on other fonts reads as a few words")
     ap.add_argument("--official-repo", type=Path, help="local clone of the official code, to time it alongside")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-flush-denormal", action="store_true",
+                    help="keep denormal floats (the Predictor flushes them to zero on the CPU; this shows the cost)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/model_speed.json"))
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(not args.no_flush_denormal)
     torch.manual_seed(args.seed)
     charset = Charset.preset("36")
     if args.checkpoint:
@@ -300,7 +315,8 @@ def main() -> None:
                                     "images_per_s": round(batch / med, 3), "seconds": [round(t, 4) for t in ts]})
                     print(f"{model_name:6s} {mode:5s} b{batch:<3d} {name:14s} {batch / med:7.2f} img/s", flush=True)
             if mode == "eval" and args.agreement_images > 0 and "fp32" in names:
-                imgs = batch_tensor(word_images(args.agreement_images, charset, args.seed + 1), cfg)
+                imgs = batch_tensor(lmdb_images(args.agreement_lmdb, args.agreement_images) if args.agreement_lmdb
+                                    else word_images(args.agreement_images, charset, args.seed + 1), cfg)
                 agreements[model_name] = agreement(variants, imgs, charset, 32)
                 print(model_name, "agreement", json.dumps(agreements[model_name]), flush=True)
 
@@ -316,8 +332,10 @@ def main() -> None:
         "command": " ".join(sys.argv),
         "machine": machine_record(),
         "settings": {"preset": args.preset, "checkpoint": str(args.checkpoint) if args.checkpoint else None,
+                     "agreement_images": str(args.agreement_lmdb) if args.agreement_lmdb else "PIL default-font strings",
                      "weights": None if args.checkpoint else args.weights,
                      "repeats": args.repeats, "warmup": args.warmup, "statistic": "median images/s",
+                     "flush_denormal": not args.no_flush_denormal,
                      "train_step": "train-mode forward + backward of CE over every head and iteration (no optimizer step)",
                      "official_timed_alongside": bool(official)},
         "results": results,
