@@ -197,7 +197,7 @@ def pseudo_label_report(checkpoint: str | Path, unlabeled: Sequence[str | Path],
     predictor = load_predictor(checkpoint, device=device, precision=precision, calibration=calibration)
     predictor.check_head(head)
     if write_lmdb is not None:
-        min_confidence = export_threshold(predictor, head, min_confidence)
+        min_confidence = export_threshold(predictor, head, min_confidence, confidence)
     second = ("vision" if head != "vision" else "alignment") if queue and queue_rule == "heads" else None
     if second:
         predictor.check_head(second)
@@ -247,10 +247,14 @@ def check_new_target(path: str | Path | None, param: str) -> None:
         raise UsageError(f"{path} exists; choose a new folder or remove it", param=param)
 
 
-def export_threshold(predictor, head: str, min_confidence: float | None) -> float:
-    """``min_confidence`` checked, else the checkpoint's calibrated threshold for ``head``."""
+def export_threshold(predictor, head: str, min_confidence: float | None, confidence: str = "product") -> float:
+    """``min_confidence`` checked, else the checkpoint's calibrated threshold for ``head`` (a
+    threshold on the product confidence, the one ``semimtr calibrate`` measures)."""
     if min_confidence is not None:
         return check_confidence(min_confidence, "min_confidence")
+    if confidence != "product":
+        raise UsageError("the calibrated threshold is one on the product confidence; give --min-confidence with "
+                         "--confidence mean", param="min_confidence")
     stored = predictor.thresholds.get(head)
     if stored is None:
         raise UsageError(f"the checkpoint has no calibrated threshold for the {head} head (`semimtr calibrate`); "
