@@ -5,11 +5,15 @@ slot's maximum softmax probability, stop slot included (``predict.decode_logits`
 scaling divides a head's logits by ``T > 0`` before the softmax: the argmax, so the text, is
 unchanged, while an over-confident head (``T > 1``) gets lower confidences.
 
-The objective is the word-level negative log-likelihood of the labels: for each crop the sum,
-over the label's characters and its stop slot, of ``-log softmax(logits / T)[label]``, averaged
-over crops; it is convex in ``1 / T``, so a golden-section search finds the optimum. A share of
-the crops (``holdout``) is kept out of the fit so that the report shows the expected
-calibration error (ECE) before and after on crops the temperature never saw.
+Two objectives (:data:`OBJECTIVES`), both searched by golden section over log T in
+:data:`T_RANGE`: ``label`` -- the negative log-likelihood of the label sequence, for each crop
+the sum over its characters and its stop slot of ``-log softmax(logits / T)[label]``, averaged
+(convex in ``1 / T``; the classic temperature scaling); ``correct`` -- the binary negative
+log-likelihood of the word being right under the word confidence, ``-[c log q + (1 - c) log
+(1 - q)]`` with ``q`` the greedy string's probability at ``T`` and ``c`` whether the word is right
+(the confidence the tools report is the one calibrated). A share of the crops (``holdout``) is
+kept out of the fit so that the report shows the expected calibration error (ECE) before and
+after on crops the temperature never saw.
 
 What the checkpoint stores under :data:`CALIBRATION_KEY` (older checkpoints without it still
 load; :class:`predict.Predictor` applies the temperatures when asked to)::
@@ -41,6 +45,7 @@ from .model.checkpoint import load_checkpoint, write_checkpoint
 
 CALIBRATION_KEY = "calibration"
 COVERAGES = (50, 80, 90, 100)
+OBJECTIVES = ("correct", "label")
 T_RANGE = (0.05, 20.0)
 
 
@@ -65,23 +70,40 @@ def label_nll(logits: torch.Tensor, targets: torch.Tensor, temperature: float) -
     return float(-(picked * mask).sum() / max(1, logits.shape[0]))
 
 
-def fit_temperature(logits: torch.Tensor, targets: torch.Tensor, iterations: int = 60) -> float:
-    """The temperature in :data:`T_RANGE` that minimises :func:`label_nll` (golden section on log T)."""
+def correct_nll(logits: torch.Tensor, correct: np.ndarray, temperature: float) -> float:
+    """Mean binary NLL of ``correct`` (N,) under the word confidence at ``temperature``."""
+    q = word_confidence(logits, temperature).double().clamp(1e-12, 1 - 1e-12)
+    c = torch.as_tensor(np.asarray(correct, np.float64))
+    return float(-(c * q.log() + (1 - c) * (1 - q).log()).mean())
+
+
+def fit_temperature(logits: torch.Tensor, targets: torch.Tensor, iterations: int = 60, *, objective: str = "label",
+                    correct: np.ndarray | None = None) -> float:
+    """The temperature in :data:`T_RANGE` minimising the ``objective`` (golden section on log T):
+    ``label`` -> :func:`label_nll` of ``targets``, ``correct`` -> :func:`correct_nll` of ``correct``."""
     if logits.shape[0] == 0:
         raise SemimtrError("no labeled crop to fit a temperature on")
+    if objective not in OBJECTIVES:
+        raise UsageError(f"must be one of {', '.join(OBJECTIVES)}, got {objective!r}", param="objective")
+    if objective == "correct":
+        def loss(t: float) -> float:
+            return correct_nll(logits, correct, t)
+    else:
+        def loss(t: float) -> float:
+            return label_nll(logits, targets, t)
     lo, hi = math.log(T_RANGE[0]), math.log(T_RANGE[1])
     g = (math.sqrt(5) - 1) / 2
     a, b = hi - g * (hi - lo), lo + g * (hi - lo)
-    fa, fb = label_nll(logits, targets, math.exp(a)), label_nll(logits, targets, math.exp(b))
+    fa, fb = loss(math.exp(a)), loss(math.exp(b))
     for _ in range(iterations):
         if fa < fb:
             hi, b, fb = b, a, fa
             a = hi - g * (hi - lo)
-            fa = label_nll(logits, targets, math.exp(a))
+            fa = loss(math.exp(a))
         else:
             lo, a, fa = a, b, fb
             b = lo + g * (hi - lo)
-            fb = label_nll(logits, targets, math.exp(b))
+            fb = loss(math.exp(b))
     return math.exp((lo + hi) / 2)
 
 
@@ -182,7 +204,7 @@ class HeadCalibration:
 
     head: str
     temperature: float
-    nll: dict[str, float]                    # before / after, on the fitted crops
+    nll: dict[str, float]                    # label-sequence NLL before / after, on the fitted crops
     ece: dict[str, dict[str, float]]         # fitted|held_out -> before / after
     risk_coverage: list[dict]                # after, on every crop
     threshold: dict | None                   # at target precision, chosen on the fitted crops
@@ -202,6 +224,7 @@ class CalibrationReport:
     held_out: int
     unreadable: int
     target_precision: float
+    objective: str = "correct"
     heads: list[HeadCalibration] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -219,9 +242,10 @@ def split_holdout(n: int, holdout: float, seed: int) -> tuple[np.ndarray, np.nda
     return np.sort(order[k:]), np.sort(order[:k])
 
 
-def calibrate_head(head: str, data: HeadData, fit: np.ndarray, held: np.ndarray, target: float) -> HeadCalibration:
+def calibrate_head(head: str, data: HeadData, fit: np.ndarray, held: np.ndarray, target: float,
+                   objective: str = "correct") -> HeadCalibration:
     part = data.subset(fit)
-    temperature = fit_temperature(part.logits, part.targets)
+    temperature = fit_temperature(part.logits, part.targets, objective=objective, correct=part.correct)
     ece: dict[str, dict[str, float]] = {}
     for name, index in (("fitted", fit), ("held_out", held)):
         if len(index):
@@ -242,13 +266,16 @@ def calibrate_head(head: str, data: HeadData, fit: np.ndarray, held: np.ndarray,
 
 
 def calibrate_checkpoint(checkpoint: str | Path, sets: Sequence[EvalSet], protocol: Protocol, *, head: str = "all",
-                         holdout: float = 0.2, seed: int = 0, target_precision: float = 0.98, out: str | Path | None = None,
+                         holdout: float = 0.2, seed: int = 0, target_precision: float = 0.98, objective: str = "correct",
+                         out: str | Path | None = None,
                          batch_size: int = 64, workers: int = 0, device: str = "auto", precision: str = "auto",
                          on_progress: Callable[[int], None] | None = None) -> CalibrationReport:
     """Fit a temperature per head on the labeled crops of ``sets`` and store it in the
     checkpoint (``out``, default: ``checkpoint`` itself, replaced atomically)."""
     from .predict import load_predictor
 
+    if objective not in OBJECTIVES:
+        raise UsageError(f"must be one of {', '.join(OBJECTIVES)}, got {objective!r}", param="objective")
     if not 0.0 <= holdout < 1.0:
         raise UsageError(f"must be in [0, 1), got {holdout}", param="holdout")
     if not 0.0 < target_precision <= 1.0:
@@ -265,12 +292,12 @@ def calibrate_checkpoint(checkpoint: str | Path, sets: Sequence[EvalSet], protoc
     n = len(next(iter(data.values())).correct)
     fit, held = split_holdout(n, holdout, seed)
     report = CalibrationReport(str(checkpoint), str(out or checkpoint), [str(s.path) for s in sets], n, len(fit),
-                               len(held), bad, target_precision)
-    report.heads = [calibrate_head(h, data[h], fit, held, target_precision) for h in heads]
+                               len(held), bad, target_precision, objective)
+    report.heads = [calibrate_head(h, data[h], fit, held, target_precision, objective) for h in heads]
     old = ckpt.get(CALIBRATION_KEY) or {}
     ckpt[CALIBRATION_KEY] = {
         "method": "temperature",
-        "objective": "word-level NLL of the label's slots and stop slot",
+        "objective": objective,
         "temperature": {**old.get("temperature", {}), **{h.head: h.temperature for h in report.heads}},
         "threshold": {**old.get("threshold", {}),
                       **{h.head: h.threshold["threshold"] if h.threshold else None for h in report.heads}},

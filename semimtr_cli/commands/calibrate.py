@@ -23,6 +23,9 @@ def command(
     head: str = typer.Option("all", "--head", help="all (default: every head the model has), alignment, language or vision."),
     target_precision: float = typer.Option(0.98, "--target-precision",
                                            help="Word precision the reported confidence threshold must reach (0..1]."),
+    objective: str = typer.Option("correct", "--objective",
+                                  help="correct (default): binary NLL of each word being right under its confidence; "
+                                       "label: NLL of the label sequence (classic temperature scaling)."),
     holdout: float = typer.Option(0.2, "--holdout", help="Share of the crops kept out of the fit, to show the ECE on "
                                                          "crops the temperature never saw (0 = fit on all)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the held-out draw."),
@@ -39,8 +42,9 @@ def command(
 ) -> None:
     """Calibrate the word confidences of a checkpoint: one softmax temperature per head.
 
-    The temperature minimises the word-level negative log-likelihood of the labels (the label's
-    characters and stop slot) on the fitted crops; the predicted text never changes. Printed:
+    The temperature minimises, on the fitted crops, the binary negative log-likelihood of each
+    word being right under its confidence (--objective correct) or the negative log-likelihood of
+    the label sequence (--objective label); the predicted text never changes. Printed:
     the expected calibration error (ECE, 15 bins) before and after on the fitted and the
     held-out crops, the accuracy of the most confident 50/80/90/100 % of the words, and the
     confidence threshold whose kept words reach --target-precision. The temperatures and
@@ -57,7 +61,7 @@ def command(
     protocol = Protocol(charset=Charset.from_spec(charset))
     with ui.progress("calibrate", total=sum(s.num_samples for s in sets), transient=True) as advance:
         report = calibrate_checkpoint(checkpoint, sets, protocol, head=head, holdout=holdout, seed=seed,
-                                      target_precision=target_precision, out=out, batch_size=batch_size,
+                                      target_precision=target_precision, objective=objective, out=out, batch_size=batch_size,
                                       workers=workers, device=device or "auto", precision=precision or "auto",
                                       on_progress=advance)
     console = summary_console(json_out)
