@@ -14,8 +14,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from helpers import word_png
-from semimtr_cli.calibration import (fit_temperature, label_nll, risk_coverage, threshold_for_precision,
-                                     word_confidence)
+from semimtr_cli.calibration import (correct_nll, fit_temperature, label_nll, risk_coverage,
+                                     threshold_for_precision, word_confidence)
 from semimtr_cli.charset import Charset
 from semimtr_cli.cli import app
 from semimtr_cli.data.lmdb_io import LmdbReader, write_lmdb
@@ -38,6 +38,18 @@ def test_fit_temperature_recovers_the_sampling_temperature():
     t = fit_temperature(z * 3.0, targets)  # logits three times too sharp for the labels drawn
     assert t == pytest.approx(3.0, rel=0.08)
     assert label_nll(z * 3.0, targets, t) < label_nll(z * 3.0, targets, 1.0)
+
+
+def test_correct_objective_matches_confidence_to_accuracy():
+    """Words right 60 % of the time at confidence ~0.99: the fitted T softens them toward 0.6."""
+    g = torch.Generator().manual_seed(2)
+    logits = torch.randn(500, 3, 5, generator=g)
+    logits[:, :, 1] += 8.0  # slot 0..2 predict class 1 with ~0.99 each (no stop: three slots kept)
+    correct = (torch.rand(500, generator=g) < 0.6).numpy()
+    t = fit_temperature(logits, torch.full((500, 3), -1), objective="correct", correct=correct)
+    assert t > 1.5
+    assert float(word_confidence(logits, t).mean()) == pytest.approx(0.6, abs=0.05)
+    assert correct_nll(logits, correct, t) < correct_nll(logits, correct, 1.0)
 
 
 def test_word_confidence_is_the_greedy_string_probability():
@@ -82,7 +94,8 @@ def setup(tmp_path_factory):
 def _calibrated(setup, tmp_path):
     out = tmp_path / "cal.pt"
     res = runner.invoke(app, ["calibrate", str(setup / "model.pt"), "--valid", str(setup / "valid"), "--out", str(out),
-                              "--json", str(tmp_path / "cal.json"), "--device", "cpu", "--precision", "fp32"])
+                              "--objective", "label", "--json", str(tmp_path / "cal.json"), "--device", "cpu",
+                              "--precision", "fp32"])
     assert res.exit_code == 0, res.output
     return out, json.loads((tmp_path / "cal.json").read_text())
 
