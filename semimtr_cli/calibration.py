@@ -42,6 +42,7 @@ from .errors import SemimtrError, UsageError
 from .evaluate import Protocol, check_charset_fit, normalize_prediction, resolve_heads
 from .metrics import calibration_bins, expected_calibration_error
 from .model.checkpoint import load_checkpoint, write_checkpoint
+from .predict import decode_logits
 
 CALIBRATION_KEY = "calibration"
 COVERAGES = (50, 80, 90, 100)
@@ -182,13 +183,9 @@ def collect(predictor, sets: Sequence[EvalSet], protocol: Protocol, heads: Seque
                     ids = predictor.charset.encode(label)[: slots - 1] + [NULL_ID]
                     targets.append(ids + [-1] * (slots - len(ids)))
                 for h in heads:
-                    logits = out.heads[h].logits
-                    parts[h].append(logits)
-                    pred = logits.argmax(-1).tolist()
-                    for row, gt in zip(pred, truth):
-                        stop = row.index(NULL_ID) if NULL_ID in row else len(row)
-                        text = normalize_prediction(predictor.charset.decode(row[:stop]), protocol.charset)
-                        correct[h].append(text == gt)
+                    parts[h].append(out.heads[h].logits)
+                    correct[h] += [normalize_prediction(d.text, protocol.charset) == gt
+                                   for d, gt in zip(decode_logits(out.heads[h].logits, predictor.charset), truth)]
             if on_progress:
                 on_progress(len(batch["keys"]) + len(batch["bad"]))
     if not targets:
