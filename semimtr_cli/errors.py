@@ -62,3 +62,11 @@ class UsageError(SemimtrError):
     """A bad option or argument combination (exit code 2, like Typer's own usage errors)."""
 
     exit_code = 2
+
+
+def check_unit_interval(value: float, param: str) -> float:
+    """``value`` when it lies in [0, 1] (a probability, confidence or share); else a UsageError
+    naming ``param``."""
+    if not 0.0 <= value <= 1.0:
+        raise UsageError(f"must be in [0, 1], got {value}", param=param)
+    return value

@@ -180,15 +180,19 @@ def evaluate_set(predictor, evset: EvalSet, protocol: Protocol, heads: Sequence[
         n = len(batch["keys"]) + len(batch["bad"])
         if batch["image"] is not None:
             out = predictor.forward(batch["image"])
-            if fusion is not None:
-                count_fusion_flips(fusion, out, batch["labels"], predictor.charset, protocol.charset)
-            for h in heads:
+            right: dict[str, list[bool]] = {}
+            for h in dict.fromkeys([*heads, *(("vision", "alignment") if fusion is not None else ())]):
                 decoded: list[Decoded] = decode_logits(out.heads[h].logits, predictor.charset, protocol.confidence)
-                for d, gt, key in zip(decoded, batch["labels"], batch["keys"]):
-                    pred = normalize_prediction(d.text, protocol.charset)
+                preds = [normalize_prediction(d.text, protocol.charset) for d in decoded]
+                right[h] = [p == gt for p, gt in zip(preds, batch["labels"])]
+                if h not in metrics:
+                    continue
+                for d, pred, gt, key in zip(decoded, preds, batch["labels"], batch["keys"]):
                     if not metrics[h].update(pred, gt, d.confidence):
                         errors[h].append({"set": evset.name, "key": key, "label": gt, "prediction": pred,
                                           "confidence": d.confidence})
+            if fusion is not None:
+                count_fusion_flips(fusion, right["vision"], right["alignment"])
         if on_progress:
             on_progress(n)
     return SetResult(evset, metrics, dict(items.skipped_labels), bad, errors, time.perf_counter() - start, fusion)
@@ -197,15 +201,11 @@ def evaluate_set(predictor, evset: EvalSet, protocol: Protocol, heads: Sequence[
 FUSION_FLIPS = ("both_right", "both_wrong", "fixed", "broken")  # fixed: vision wrong, alignment right
 
 
-def count_fusion_flips(counts: dict[str, int], out, labels: Sequence[str], charset: Charset, protocol: Charset) -> None:
-    """Add one batch to ``counts``: per crop, whether the vision and the alignment reads are right.
+def count_fusion_flips(counts: dict[str, int], vision_right: Sequence[bool], alignment_right: Sequence[bool]) -> None:
+    """Add one batch to ``counts`` from whether each crop's vision and alignment reads are right:
     ``fixed`` - the language model and fusion turned a wrong vision read into the right word;
     ``broken`` - a right vision read into a wrong one."""
-    right = {}
-    for h in ("vision", "alignment"):
-        right[h] = [normalize_prediction(d.text, protocol) == gt
-                    for d, gt in zip(decode_logits(out.heads[h].logits, charset), labels)]
-    for v, a in zip(right["vision"], right["alignment"]):
+    for v, a in zip(vision_right, alignment_right):
         counts["both_right" if v and a else "both_wrong" if not (v or a) else "fixed" if a else "broken"] += 1
 
 

@@ -189,8 +189,8 @@ class Predictor(InferenceBackend):
         self.device = pick_device(device)
         if self.device.type == "cpu":
             # values below ~1e-38 (softmax tails of a very confident head feeding the language model)
-            # are denormal floats, which CPUs process tens of times slower; flushing them to zero
-            # changes no word and keeps eval/read speed independent of how peaked the weights are
+            # are denormal floats, slow on CPUs: flushing them to zero changes no word and ran a
+            # collapsed tiny full model 1.3x faster (144 -> 188 images/s, 1 thread). Process-wide.
             torch.set_flush_denormal(True)
         check_precision(precision)
         self._autocast: Precision = choose_precision(precision, self.device)

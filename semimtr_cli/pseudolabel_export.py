@@ -23,16 +23,10 @@ from typing import Sequence
 from PIL import Image
 
 from .data.lmdb_io import LmdbReader, LmdbWriter
-from .errors import SemimtrError, UsageError
+from .errors import SemimtrError, UsageError, check_unit_interval
 from .fsutil import atomic_dir
 
 QUEUE_RULES = ("confidence", "heads")
-
-
-def check_confidence(value: float, param: str) -> float:
-    if not 0.0 <= value <= 1.0:
-        raise UsageError(f"must be in [0, 1], got {value}", param=param)
-    return value
 
 
 class _Images:
@@ -52,7 +46,7 @@ def write_pseudo_lmdb(rows: Sequence[dict], bad: Sequence[tuple[str, str]], out:
 
     Returns ``{"path", "min_confidence", "kept", "dropped": {reason: n}}``.
     """
-    check_confidence(min_confidence, "min_confidence")
+    check_unit_interval(min_confidence, "min_confidence")
     images = _Images()
     dropped = {"below threshold": 0, "empty prediction": 0, "unreadable image": len(bad)}
     with LmdbWriter(out) as writer:
@@ -123,6 +117,6 @@ def write_queue(rows: Sequence[dict], order: Sequence[int], n: int, out: str | P
 def suspect_labels(rows: Sequence[dict], min_confidence: float) -> list[dict]:
     """Labeled rows whose prediction differs from the label at ``confidence >= min_confidence``,
     most confident first (the likely label errors)."""
-    check_confidence(min_confidence, "audit_min_confidence")
+    check_unit_interval(min_confidence, "audit_min_confidence")
     hits = [r for r in rows if r.get("label") is not None and r.get("correct") is False and r["confidence"] >= min_confidence]
     return sorted(hits, key=lambda r: -r["confidence"])

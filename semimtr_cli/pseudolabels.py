@@ -29,9 +29,9 @@ from torch.utils.data import DataLoader, Dataset
 from .data.augment import PerSourcePipeline
 from .data.datasets import CropDataset
 from .data.lmdb_io import is_unlabeled_marker
-from .errors import SemimtrError, UsageError
+from .errors import SemimtrError, UsageError, check_unit_interval
 from .predict import CONFIDENCE_MODES, decode_logits
-from .pseudolabel_export import check_confidence, check_queue_rule, queue_order, suspect_labels, write_pseudo_lmdb, write_queue
+from .pseudolabel_export import check_queue_rule, queue_order, suspect_labels, write_pseudo_lmdb, write_queue
 from .pseudolabel_gallery import check_gallery_target, write_gallery
 from .pseudolabel_plots import plot_histograms
 from .pseudolabel_stats import (DEFAULT_THRESHOLDS, PseudoLabels, check_thresholds, parse_thresholds, row_columns,
@@ -187,7 +187,7 @@ def pseudo_label_report(checkpoint: str | Path, unlabeled: Sequence[str | Path],
     check_options(view=view, confidence=confidence, batch_size=batch_size, workers=workers, html_limit=html_limit)
     if html is not None:
         check_gallery_target(html, param="html")
-    check_confidence(audit_min_confidence, "audit_min_confidence")
+    check_unit_interval(audit_min_confidence, "audit_min_confidence")
     check_new_target(write_lmdb, "write_lmdb")
     if queue or queue_out is not None:
         if queue < 1 or queue_out is None:
@@ -251,7 +251,7 @@ def export_threshold(predictor, head: str, min_confidence: float | None, confide
     """``min_confidence`` checked, else the checkpoint's calibrated threshold for ``head`` (a
     threshold on the product confidence, the one ``semimtr calibrate`` measures)."""
     if min_confidence is not None:
-        return check_confidence(min_confidence, "min_confidence")
+        return check_unit_interval(min_confidence, "min_confidence")
     if confidence != "product":
         raise UsageError("the calibrated threshold is one on the product confidence; give --min-confidence with "
                          "--confidence mean", param="min_confidence")

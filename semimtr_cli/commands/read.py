@@ -97,12 +97,10 @@ def command(
 
 def reject_threshold(predictor, head: str, min_confidence: float | None, calibration: str) -> float | None:
     """``--min-confidence`` checked, or the stored calibrated threshold under ``--calibration require``."""
-    from ..errors import UsageError
+    from ..errors import check_unit_interval
 
     if min_confidence is not None:
-        if not 0.0 <= min_confidence <= 1.0:
-            raise UsageError(f"must be in [0, 1], got {min_confidence}", param="min_confidence")
-        return min_confidence
+        return check_unit_interval(min_confidence, "min_confidence")
     if calibration == "require":
         return predictor.thresholds.get(head)
     return None

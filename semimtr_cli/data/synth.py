@@ -33,7 +33,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 from PIL import Image
 
-from ..errors import SemimtrError, UsageError, option
+from ..errors import SemimtrError, UsageError, check_unit_interval, option
 from ..fsutil import atomic_dir
 from .lmdb_io import LmdbWriter, is_lmdb_dir
 from .synth_fonts import PROBE, font_covers, resolve_fonts
@@ -137,8 +137,7 @@ def check_options(height: int, case: str, digits_fraction: float, image_format: 
         raise UsageError(f"must be between 8 and 512 pixels, got {height}", param="height")
     if case not in CASES:
         raise UsageError(f"unknown '{case}' (choose from: {', '.join(CASES)})", param="case")
-    if not 0.0 <= digits_fraction <= 1.0:
-        raise UsageError(f"must be in [0, 1], got {digits_fraction}", param="digits_fraction")
+    check_unit_interval(digits_fraction, "digits_fraction")
     if image_format not in IMAGE_FORMATS:
         raise UsageError(f"unknown '{image_format}' (choose png or jpg)", param="format")
 
