@@ -44,6 +44,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from semimtr_cli.charset import Charset  # noqa: E402
+from semimtr_cli.fsutil import atomic_write_json  # noqa: E402
 from semimtr_cli.runtime import machine_record  # noqa: E402
 
 STAGES = ("pretrain-vision", "pretrain-lm", "finetune")
@@ -61,16 +62,18 @@ class Plan:
         self.batch = {"pretrain-vision": 8, "pretrain-lm": 32, "finetune": 8} if dry else None  # None: the recipe's
         self.train_precisions = ("fp32",) if dry else ("bf16", "fp16")
         self.eval_precisions = ("fp32", "bf16") if dry else ("fp32", "bf16", "fp16")
+        self.official_precisions = ("fp32",) if dry else ("fp32", "bf16")  # the paper model in bf16 on a CPU takes minutes
         self.eval_batch = 8 if dry else 256
-        self.model_batch = 4 if dry else 232
+        self.model_batch = 2 if dry else 232
         self.loader_workers = (0,) if dry else (4, 8, 12)
         self.crops = 256 if dry else 4096
         self.compile_backend = "eager" if dry else "inductor"
         self.ddp_backend = "gloo" if dry else "nccl"
 
 
-def timed(name: str, fn, report: dict) -> None:
-    """Run one section; its result, seconds and any error go into ``report[name]``."""
+def timed(name: str, fn, report: dict, out: Path) -> None:
+    """Run one section; its result, seconds and any error go into ``report[name]``, and the report so
+    far is written to ``out`` (a run stopped by a time limit still leaves every finished section)."""
     t0 = time.time()
     try:
         report[name] = {"result": fn()}
@@ -78,6 +81,7 @@ def timed(name: str, fn, report: dict) -> None:
         report[name] = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(limit=4)}
     report[name]["seconds"] = round(time.time() - t0, 1)
     print(f"{name}: {json.dumps(report[name].get('result', report[name].get('error')))[:400]}", flush=True)
+    atomic_write_json(out, report)
 
 
 def peak_memory_mb(device: str) -> float | None:
@@ -103,11 +107,11 @@ def train_section(plan: Plan, data: Path) -> list[dict]:
                     f"data.corpus={ROOT / 'semimtr_cli/resources/english_words.txt'}", "data.corpus_format=lines",
                     "data.valid_corpus=null", "data.valid_split=0", f"train.max_steps={plan.steps}",
                     "train.log_every=1", "train.eval_every=0", "train.save_every=0", f"train.device={plan.device}",
-                    f"train.precision={precision}", f"data.num_workers={0 if plan.dry else 8}"]
+                    f"train.precision={precision}"]
             if stage != "pretrain-lm":
                 sets.append("data.weights=[0.5,0.5]")
-            if plan.batch:
-                sets.append(f"train.batch_size={plan.batch[stage]}")
+            if plan.batch:  # dry run: small batches, no loader workers; GPU: the recipe's batch and workers
+                sets += [f"train.batch_size={plan.batch[stage]}", "data.num_workers=0"]
             recipe = load_recipe(plan.recipes / RECIPE_FILE[stage], sets)
             with tempfile.TemporaryDirectory() as run:
                 reset_peak(plan.device)
@@ -122,12 +126,14 @@ def train_section(plan: Plan, data: Path) -> list[dict]:
 
 
 # ------------------------------------------------------------------------------ 2-4. model steps
-def full_model(plan: Plan):
+def full_model(plan: Plan, paper: bool = False):
+    """(full model on the plan's device, its model config); ``paper``: the paper-size model even in a dry run."""
     from semimtr_cli.model.factory import build_model
     from semimtr_cli.train.recipe import load_recipe
 
     charset = Charset.preset("36")
-    cfg = load_recipe(plan.recipes / "finetune.yaml").model.resolved(charset)
+    recipes = ROOT / "recipes" / "semimtr" if paper else plan.recipes
+    cfg = load_recipe(recipes / "finetune.yaml").model.resolved(charset)
     return build_model("full", cfg, charset).to(plan.device), cfg
 
 
@@ -151,14 +157,14 @@ def official_section(plan: Plan, repo: Path | None) -> dict:
 
     if repo is None:
         return {"skipped": "no --official-repo given"}
-    model, cfg = full_model(plan)
+    model, cfg = full_model(plan, paper=True)  # the official config below is the paper model
     iter_cls, _, ocfg = load_official(repo, repo / "data" / "charset_36.txt")
     official = iter_cls(ocfg).to(plan.device)
     official.load_state_dict(model.state_dict())
     x = torch.randn(plan.model_batch, 3, cfg.image_h, cfg.image_w, device=plan.device)
     target = torch.randint(0, cfg.num_classes, (plan.model_batch, cfg.max_slots), device=plan.device)
     out = {}
-    for precision in ("fp32", "bf16"):
+    for precision in plan.official_precisions:
         for name, m in (("semimtr", model), ("official", official)):
             v = Variant(name, m, precision, official=name == "official")
             v.autocast = lambda p=precision: torch.autocast(plan.device, dtype=torch.bfloat16, enabled=p == "bf16")
@@ -270,11 +276,11 @@ def ddp_section(plan: Plan) -> dict:
 
 
 # ------------------------------------------------------------------------------ main
-def make_data(folder: Path, count: int) -> None:
+def make_data(folder: Path, count: int, workers: int) -> None:
     from semimtr_cli.data.synth import generate
 
-    generate(folder / "lab", count, seed=0, lmdb=True, workers=2)
-    generate(folder / "unl", count, seed=1, lmdb=True, unlabeled=True, style="wild", workers=2)
+    generate(folder / "lab", count, seed=0, lmdb=True, workers=workers)
+    generate(folder / "unl", count, seed=1, lmdb=True, unlabeled=True, style="wild", workers=workers)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -293,16 +299,14 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp:
         data = Path(tmp)
-        timed("data", lambda: make_data(data, plan.crops) or {"crops": plan.crops}, report)
-        timed("train", lambda: train_section(plan, data), report)
-        timed("official", lambda: official_section(plan, args.official_repo), report)
-        timed("eval", lambda: eval_section(plan), report)
-        timed("compile", lambda: compile_section(plan), report)
-        timed("loader", lambda: loader_section(plan, data, report["train"].get("result") or []), report)
-        timed("ddp", lambda: ddp_section(plan), report)
+        timed("data", lambda: make_data(data, plan.crops, 2 if plan.dry else min(8, os.cpu_count() or 2)) or {"crops": plan.crops}, report, args.out)
+        timed("train", lambda: train_section(plan, data), report, args.out)
+        timed("official", lambda: official_section(plan, args.official_repo), report, args.out)
+        timed("eval", lambda: eval_section(plan), report, args.out)
+        timed("compile", lambda: compile_section(plan), report, args.out)
+        timed("loader", lambda: loader_section(plan, data, report["train"].get("result") or []), report, args.out)
+        timed("ddp", lambda: ddp_section(plan), report, args.out)
     report["total_seconds"] = round(time.time() - t0, 1)
-    from semimtr_cli.fsutil import atomic_write_json
-
     atomic_write_json(args.out, report)
     failed = [k for k, v in report.items() if isinstance(v, dict) and "error" in v]
     print(f"wrote {args.out} in {report['total_seconds']} s" + (f"; failed sections: {', '.join(failed)}" if failed else ""))
