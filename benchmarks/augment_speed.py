@@ -1,18 +1,22 @@
-"""Per-core throughput of the augmentation pipelines, model-input resize included.
+"""Per-core throughput of the augmentation pipelines, model-input resize included, beside the official ones.
 
-Renders word crops (about 31x69 px: a word drawn with PIL on a noisy coloured background),
-then, on ONE thread (``torch.set_num_threads(1)``), times ``to_model_input(pipeline(img, rng))``
+Takes real word crops (``--crops DIR``: the first ``--images`` images of a folder, for example
+ICDAR 2015's training crops) or renders some (about 31x69 px: a word drawn with PIL on a noisy
+coloured background), then, on ONE thread (``torch.set_num_threads(1)``), times ``to_model_input(pipeline(img, rng))``
 for each pipeline: ``abinet`` (construction seeds 0..7 cycled, so the frozen geometry type and
 deterioration parameters are averaged over several draws as over several training LMDBs),
 ``strong1``, ``strong2`` and ``none`` (decode-free floor: the resize + normalisation alone).
 Best of ``--repeats`` runs. Writes benchmarks/results/augment_speed.json.
 
-Reference (official imgaug/cv2 pipelines, ICDAR 2015 crops, one core, resize included):
-severity 1 ~1250 images/s, severity 2 ~1000, ABINet ~3500.
+With ``--official-repo CLONE --official-python PY`` (an interpreter with the official code's
+requirements: imgaug, opencv, numpy < 2) each of ``--rounds`` rounds times ours and then the
+official pipelines (benchmarks/official_augment.py, a subprocess) on the same crops, so both see
+the same machine load; the JSON holds every round's images/s and ratio.
 
 Usage:
 
-    python benchmarks/augment_speed.py [--images 200] [--calls 3000] [--repeats 3]
+    python benchmarks/augment_speed.py [--crops DIR] [--images 400] [--calls 3000] [--repeats 3]
+        [--official-repo CLONE --official-python PY --rounds 3]
 """
 
 from __future__ import annotations
@@ -20,7 +24,10 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -35,7 +42,8 @@ from semimtr_cli.data.augment import build_pipeline  # noqa: E402
 from semimtr_cli.data.image import to_model_input  # noqa: E402
 from semimtr_cli.data.preview import dejavu_font  # noqa: E402
 
-REFERENCE = {"strong1": 1250, "strong2": 1000, "abinet": 3500}
+PIPELINES = ("none", "abinet", "strong1", "strong2")
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 WORDS = "the STOP Coffee HOTEL 2014 Sale OPEN London PIZZA water people number EXIT market".split()
 
 
@@ -56,6 +64,38 @@ def make_crops(count: int, seed: int = 0) -> list[np.ndarray]:
     return out
 
 
+def load_crops(folder: Path, count: int) -> list[np.ndarray]:
+    """The first ``count`` images (sorted by name) of ``folder`` as RGB uint8 arrays."""
+    files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)[:count]
+    if not files:
+        raise SystemExit(f"--crops {folder}: no .jpg/.png/.bmp images in it")
+    return [np.asarray(Image.open(f).convert("RGB")) for f in files]
+
+
+def time_ours(images, calls: int, repeats: int) -> dict[str, float]:
+    """{pipeline: best images/s} of our pipelines on one thread."""
+    out = {}
+    for name in PIPELINES:
+        seeds = range(8) if name == "abinet" else range(1)
+        pipes = [build_pipeline(name, seed=s) for s in seeds]
+        for p in pipes:  # warm-up (caches, lazy imports)
+            for img in images[:20]:
+                p(img, np.random.default_rng(0))
+        out[name] = round(time_pipeline(pipes, images, calls, repeats), 1)
+    return out
+
+
+def time_official(python: str, repo: Path, crops_npz: Path, calls: int, repeats: int) -> dict[str, float]:
+    """{pipeline: best images/s} of the official pipelines, timed inside a subprocess."""
+    cmd = [python, str(Path(__file__).with_name("official_augment.py")), "--repo", str(repo), "--crops", str(crops_npz),
+           "--calls", str(calls), "--repeats", str(repeats)]
+    env = {"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if done.returncode:
+        raise SystemExit(f"official pipelines failed ({python}): {done.stderr.strip().splitlines()[-1:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def time_pipeline(pipelines, images, calls: int, repeats: int) -> float:
     best = 0.0
     for rep in range(repeats):
@@ -70,35 +110,48 @@ def time_pipeline(pipelines, images, calls: int, repeats: int) -> float:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--images", type=int, default=200)
+    ap.add_argument("--crops", type=Path, default=None, help="folder of real word crops (default: rendered crops)")
+    ap.add_argument("--images", type=int, default=400)
     ap.add_argument("--calls", type=int, default=3000)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--official-repo", type=Path, default=None, help="local copy of the official SemiMTR code")
+    ap.add_argument("--official-python", default=sys.executable, help="interpreter with imgaug, opencv and numpy < 2")
+    ap.add_argument("--rounds", type=int, default=3, help="ours-then-official rounds (with --official-repo)")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "augment_speed.json"))
     args = ap.parse_args(argv)
 
     torch.set_num_threads(1)
-    images = make_crops(args.images)
+    images = load_crops(args.crops, args.images) if args.crops else make_crops(args.images)
+    rounds = []
+    with tempfile.TemporaryDirectory() as tmp:
+        crops_npz = Path(tmp) / "crops.npz"
+        np.savez(crops_npz, **{str(i): im for i, im in enumerate(images)})
+        for r in range(args.rounds if args.official_repo else 1):
+            ours = time_ours(images, args.calls, args.repeats)
+            row = {"semimtr": ours}
+            if args.official_repo:
+                off = time_official(args.official_python, args.official_repo, crops_npz, args.calls, args.repeats)
+                row["official"] = off
+                row["ratio"] = {k: round(ours[k] / off[k], 3) for k in PIPELINES}
+            rounds.append(row)
+            print(f"round {r + 1}: " + "  ".join(
+                f"{k} {ours[k]:.0f}" + (f"/{row['official'][k]:.0f} ({row['ratio'][k]:.2f}x)" if "ratio" in row else "")
+                for k in PIPELINES), flush=True)
     results = {}
-    for name in ("none", "abinet", "strong1", "strong2"):
-        seeds = range(8) if name == "abinet" else range(1)
-        pipes = [build_pipeline(name, seed=s) for s in seeds]
-        for p in pipes:  # warm-up (caches, lazy imports)
-            for img in images[:20]:
-                p(img, np.random.default_rng(0))
-        ips = time_pipeline(pipes, images, args.calls, args.repeats)
-        results[name] = {
-            "images_per_s": round(ips, 1),
-            "us_per_image": round(1e6 / ips, 1),
-            "reference_images_per_s": REFERENCE.get(name),
-            "ratio_to_reference": round(ips / REFERENCE[name], 3) if name in REFERENCE else None,
-        }
-        print(f"{name:8s} {ips:8.0f} images/s  ({1e6 / ips:6.1f} us/image)"
-              + (f"  reference {REFERENCE[name]}" if name in REFERENCE else ""))
+    for name in PIPELINES:
+        ips = statistics.median(r["semimtr"][name] for r in rounds)
+        results[name] = {"images_per_s": round(ips, 1), "us_per_image": round(1e6 / ips, 1)}
+        if args.official_repo:
+            results[name]["official_images_per_s"] = round(statistics.median(r["official"][name] for r in rounds), 1)
+            results[name]["ratio_by_round"] = [r["ratio"][name] for r in rounds]
+            results[name]["ratio_median"] = statistics.median(results[name]["ratio_by_round"])
     mean_hw = np.mean([im.shape[:2] for im in images], axis=0)
     report = {
         "benchmark": "augment_speed",
         "threads": 1,
-        "images": args.images,
+        "crops": str(args.crops) if args.crops else "rendered",
+        "images": len(images),
+        "rounds": rounds,
         "mean_image_hw": [round(float(v), 1) for v in mean_hw],
         "calls": args.calls,
         "repeats": args.repeats,

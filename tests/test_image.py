@@ -5,7 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
-from semimtr_cli.data.image import IMAGENET_MEAN, decode_image, denormalize, resize_uint8, to_model_input
+from semimtr_cli.data.image import (IMAGENET_MEAN, decode_image, denormalize, normalize_levels, resize_uint8,
+                                   to_model_input)
 from semimtr_cli.errors import SemimtrError
 
 
@@ -33,6 +34,22 @@ def test_no_resample_at_target_size_and_bilinear_otherwise():
     ramp[0, 1] = 200
     out = resize_uint8(ramp, 1, 4)[0, 0].tolist()
     assert out == [0.0, 50.0, 150.0, 200.0]
+    # shrinking does not antialias either: 4 -> 2 samples at x = 0.5 and 2.5 (means of neighbours)
+    row = np.array([[[0] * 3, [100] * 3, [200] * 3, [40] * 3]], np.uint8)
+    assert resize_uint8(row, 1, 2)[0, 0].tolist() == [50.0, 120.0]
+
+
+def test_model_input_same_for_pil_and_array_and_inputs_untouched():
+    rng = np.random.default_rng(1)
+    arr = rng.integers(0, 256, (23, 61, 3), dtype=np.uint8)
+    before = arr.copy()
+    x = to_model_input(arr)
+    assert x.is_contiguous() and x.shape == (3, 32, 128)
+    assert torch.equal(x, to_model_input(Image.fromarray(arr)))
+    assert np.array_equal(arr, before)
+    levels = torch.full((3, 32, 128), 255.0)
+    assert torch.equal(normalize_levels(levels), to_model_input(np.full((32, 128, 3), 255, np.uint8)))
+    assert float(levels.min()) == 255.0  # float levels are not normalised in place
 
 
 @pytest.mark.parametrize("mode", ["L", "RGBA", "P", "CMYK", "I;16", "LA"])

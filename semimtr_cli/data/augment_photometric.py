@@ -16,14 +16,12 @@ import math
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
+from .augment_base import to_pil
+
 _LEVELS = np.arange(256, dtype=np.float32)
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def to_pil(arr: np.ndarray) -> Image.Image:
-    return Image.fromarray(arr, "RGB")
 
 
 def to_array(img: Image.Image) -> np.ndarray:
@@ -67,7 +65,7 @@ def correlate(arr: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     padded = _edge_pad(arr, r)
     # PIL flips the kernel vertically before applying it; pre-flip to get a correlation.
     flt = ImageFilter.Kernel((size, size), full[::-1].ravel().tolist(), scale=1, offset=0)
-    out = np.asarray(Image.fromarray(padded, "RGB").filter(flt))
+    out = np.asarray(to_pil(padded).filter(flt))
     return out[r:-r, r:-r]
 
 
@@ -148,7 +146,7 @@ def multiply_brightness(arr: np.ndarray, factor: float, space: str) -> np.ndarra
     idx = 0 if space == "YCbCr" else 2
     table = np.clip(np.rint(_LEVELS * factor), 0, 255).astype(np.uint8)
     conv[..., idx] = table[conv[..., idx]]
-    return np.asarray(Image.fromarray(conv, space).convert("RGB"))
+    return np.asarray(to_pil(conv, space).convert("RGB"))
 
 
 def add_hue_saturation(arr: np.ndarray, hue_shift: int, saturation_add: int) -> np.ndarray:
@@ -158,7 +156,7 @@ def add_hue_saturation(arr: np.ndarray, hue_shift: int, saturation_add: int) -> 
     sat_table = np.clip(np.arange(256) + int(saturation_add), 0, 255).astype(np.uint8)
     hsv[..., 0] = hue_table[hsv[..., 0]]
     hsv[..., 1] = sat_table[hsv[..., 1]]
-    return np.asarray(Image.fromarray(hsv, "HSV").convert("RGB"))
+    return np.asarray(to_pil(hsv, "HSV").convert("RGB"))
 
 
 def kelvin_to_rgb(kelvin: float) -> tuple[float, float, float]:
@@ -207,10 +205,13 @@ def jitter_saturation(img: Image.Image, factor: float) -> Image.Image:
 
 def jitter_hue(img: Image.Image, shift: float) -> Image.Image:
     """Rotate hue by ``shift`` turns (``-0.5..0.5``), wrapping in uint8 as torchvision does."""
-    hsv = np.array(img.convert("HSV"))
-    delta = int(shift * 255)
-    hsv[..., 0] = ((hsv[..., 0].astype(np.int16) + delta) % 256).astype(np.uint8)
-    return Image.fromarray(hsv, "HSV").convert("RGB")
+    h, s, v = img.convert("HSV").split()
+    return Image.merge("HSV", (h.point(_hue_table(int(shift * 255))), s, v)).convert("RGB")
+
+
+@functools.lru_cache(maxsize=256)
+def _hue_table(delta: int) -> list[int]:
+    return [(level + delta) % 256 for level in range(256)]
 
 
 # ----------------------------------------------------------------------------- convolutions

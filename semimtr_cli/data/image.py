@@ -5,9 +5,8 @@ ignoring aspect ratio -> [0, 1] -> ImageNet mean/std.
 
 The official code resizes with OpenCV ``INTER_LINEAR`` on uint8 (no antialiasing, output
 rounded to uint8). We resize with ``torch.nn.functional.interpolate(mode="bilinear",
-align_corners=False, antialias=False)`` -- the same sampling grid -- and round to uint8
-levels, so results agree with OpenCV's within one grey level (OpenCV uses fixed-point
-weights). PIL's ``BILINEAR`` is *not* used: it antialiases when shrinking and would shift
+align_corners=False, antialias=False)`` on the uint8 image -- the same sampling grid, fixed-point
+weights, rounded -- so results agree with OpenCV's within one grey level. PIL's ``BILINEAR`` is *not* used: it antialiases when shrinking and would shift
 the input distribution away from the official checkpoints'.
 """
 
@@ -86,41 +85,52 @@ def decode_image(data: bytes, *, max_pixels: int = MAX_PIXELS_DEFAULT, name: str
 
 
 def as_uint8_array(img: Image.Image | np.ndarray) -> np.ndarray:
-    """HxWx3 uint8 array view of an RGB PIL image or array."""
+    """HxWx3 uint8 array of an RGB PIL image or array; ValueError for anything else.
+
+    An array comes back as is; a PIL image as a writable copy of its pixels (so
+    ``torch.from_numpy`` needs no second copy downstream)."""
     if isinstance(img, Image.Image):
         if img.mode != "RGB":
             img = img.convert("RGB")
-        return np.asarray(img)
+        w, h = img.size
+        return np.frombuffer(bytearray(img.tobytes()), np.uint8).reshape(h, w, 3)
     arr = np.asarray(img)
     if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
         raise ValueError(f"expected an HxWx3 uint8 array, got {arr.dtype} {arr.shape}")
     return arr
 
 
-def resize_uint8(img: Image.Image | np.ndarray, height: int = DEFAULT_HEIGHT, width: int = DEFAULT_WIDTH) -> torch.Tensor:
-    """Bilinear (OpenCV ``INTER_LINEAR``-like) resize ignoring aspect ratio.
+def resize_levels(img: Image.Image | np.ndarray, height: int = DEFAULT_HEIGHT, width: int = DEFAULT_WIDTH) -> torch.Tensor:
+    """Bilinear (OpenCV ``INTER_LINEAR``-like) resize ignoring aspect ratio, on uint8.
 
-    Returns a float32 tensor (3, height, width) holding integer levels 0..255.
-    No resampling happens when the image already has the target size.
+    Returns a uint8 tensor (3, height, width) in channels-last memory (a view of an HxWx3 block).
+    torch's uint8 bilinear kernel (the one torchvision.transforms.v2 resizes with; SIMD on x86)
+    works in fixed point and rounds, as OpenCV does; no resampling at the target size.
     """
     arr = as_uint8_array(img)
     if not arr.flags.writeable or not arr.flags.c_contiguous:
         arr = np.array(arr, order="C")  # torch refuses read-only memory (PIL-backed arrays)
-    t = torch.from_numpy(arr).permute(2, 0, 1).float()
+    t = torch.from_numpy(arr).permute(2, 0, 1)
     if t.shape[1] == height and t.shape[2] == width:
         return t
-    t = F.interpolate(t.unsqueeze(0), size=(height, width), mode="bilinear", align_corners=False, antialias=False)
-    return t.squeeze(0).round_().clamp_(0, 255)
+    return F.interpolate(t.unsqueeze(0), size=(height, width), mode="bilinear", align_corners=False, antialias=False)[0]
+
+
+def resize_uint8(img: Image.Image | np.ndarray, height: int = DEFAULT_HEIGHT, width: int = DEFAULT_WIDTH) -> torch.Tensor:
+    """:func:`resize_levels` as a contiguous float32 tensor (3, height, width) of levels 0..255."""
+    return resize_levels(img, height, width).to(torch.float32, memory_format=torch.contiguous_format)
 
 
 def normalize_levels(levels: torch.Tensor) -> torch.Tensor:
-    """(..., 3, H, W) 0..255 levels -> ImageNet-normalised float32, same shape."""
-    return torch.addcmul(-_SHIFT, levels, _SCALE)
+    """(..., 3, H, W) 0..255 levels (any dtype) -> ImageNet-normalised contiguous float32, same shape."""
+    out = torch.empty(levels.shape, dtype=torch.float32)
+    torch.mul(levels, _SCALE, out=out)  # uint8 * float32 -> float32, written contiguously
+    return out.sub_(_SHIFT)
 
 
 def to_model_input(img: Image.Image | np.ndarray, height: int = DEFAULT_HEIGHT, width: int = DEFAULT_WIDTH) -> torch.Tensor:
     """The model-input pipeline: RGB image -> float32 tensor (3, height, width), normalised."""
-    return normalize_levels(resize_uint8(img, height, width))
+    return normalize_levels(resize_levels(img, height, width))
 
 
 def rotate_tall(img: Image.Image | np.ndarray) -> Image.Image | np.ndarray:

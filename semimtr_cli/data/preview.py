@@ -23,7 +23,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from ..errors import SemimtrError, UsageError, option
 from .augment import build_pipeline, two_view
-from .image import DEFAULT_HEIGHT, DEFAULT_WIDTH, decode_image, resize_uint8
+from .image import DEFAULT_HEIGHT, DEFAULT_WIDTH, decode_image, resize_levels
 from .synth_fonts import bundled_font_dir
 
 PREVIEW_CHOICES = ("abinet", "strong1", "strong2", "teacher-student", "seqclr")
@@ -241,7 +241,7 @@ def _fit(arr: np.ndarray, box_w: int, box_h: int) -> Image.Image:
 
 
 def _model_view(arr: np.ndarray) -> Image.Image:
-    levels = resize_uint8(arr).round().clamp(0, 255).byte().permute(1, 2, 0).numpy()
+    levels = resize_levels(arr).permute(1, 2, 0).numpy()
     return Image.fromarray(levels, "RGB").resize((CELL_W, MODEL_H), Image.Resampling.NEAREST)
 
 
