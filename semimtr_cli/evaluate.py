@@ -340,7 +340,7 @@ def evaluate_checkpoints(checkpoints: Sequence[str | Path], sets: Sequence[EvalS
                          on_progress: Callable[[int], None] | None = None,
                          on_loaded: Callable[[str, object], None] | None = None) -> EvalReport:
     """Score every checkpoint on every set for ``head`` (``all``: each head the model has); a
-    ``.onnx`` file from ``semimtr export`` (fp32 or int8) runs on ONNX Runtime.
+    ``.onnx`` file from ``semimtr export`` runs on ONNX Runtime.
 
     ``baseline``: one checkpoint (scored first when it is not among ``checkpoints``) against
     which every result gets its change in word accuracy per set (:func:`add_baseline_deltas`).

@@ -8,10 +8,11 @@ dynamic. Outputs are (N, T, C) logits of the *last iteration*, T = max_length + 
 they are the first null slot + 1, recomputed from the logits by the runner. The charset,
 model config and kind are stored as ONNX metadata, so the file is self-contained.
 
-``int8``: the fp32 graph is then quantised by ONNX Runtime's dynamic quantisation (weights of
-MatMul/Gemm int8, activations quantised per batch at run time; convolutions stay fp32) -- the
-supported int8 path now that ``torch.ao.quantization`` is deprecated. Its check reports the
-share of the check images whose words equal PyTorch's fp32 words instead of a logit tolerance.
+On a CPU the exported fp32 graph on onnxruntime is the fast inference path: 2.3x PyTorch fp32 on
+the trained tiny models, with the same words (benchmarks/model_speed.py, variant ``onnx``). There
+is no int8 export: ONNX Runtime's dynamic int8 quantisation of this graph changed 2-14 % of the
+words of trained models and ran no faster than the fp32 graph (variant ``onnx-int8``, see
+docs/performance.md), and ``torch.ao.quantization`` is deprecated.
 """
 
 from __future__ import annotations
@@ -76,12 +77,10 @@ class ExportResult:
     max_abs_diff: dict[str, float] | None
     checked_images: int
     precision: str = "fp32"
-    same_words: dict[str, float] | None = None  # int8: share of check images read as PyTorch fp32 reads them
 
 
 def export_onnx(checkpoint: str | Path, out: str | Path, *, vision_only: bool = False, opset: int = DEFAULT_OPSET,
-                check: int = 4, check_images: Sequence | None = None, tolerance: float = TOLERANCE,
-                int8: bool = False) -> ExportResult:
+                check: int = 4, check_images: Sequence | None = None, tolerance: float = TOLERANCE) -> ExportResult:
     """Export ``checkpoint`` to ``out`` (written atomically) and optionally check it.
 
     Args:
@@ -89,8 +88,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, vision_only: bool = 
         check: compare onnxruntime with PyTorch on this many images (0 = no check; needs
             onnxruntime). ``check_images`` (PIL images / arrays) are used first, then
             deterministic random inputs fill up to ``check``.
-        tolerance: largest allowed absolute logit difference (of the fp32 graph).
-        int8: write the ONNX Runtime int8 (dynamic quantisation) graph instead of the fp32 one.
+        tolerance: largest allowed absolute logit difference.
 
     Raises:
         SemimtrError: language-only checkpoint, export failure, onnxruntime missing for a
@@ -125,7 +123,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, vision_only: bool = 
         meta = {"kind": exported_kind, "source_kind": kind, "charset": json.dumps(charset.to_dict()),
                 "model_config": json.dumps(cfg.to_dict()), "outputs": ",".join(outputs)}
         _add_metadata(tmp, meta | {"precision": "fp32"})
-        diffs, same, n_checked = None, None, 0
+        diffs, n_checked = None, 0
         batch = _check_batch(check, check_images, cfg.image_h, cfg.image_w) if check > 0 else None
         if batch is not None:
             diffs = compare_with_torch(tmp, wrapper, batch, outputs)
@@ -134,54 +132,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, vision_only: bool = 
             if worst > tolerance:
                 raise SemimtrError(f"{out}: onnxruntime logits differ from PyTorch by {worst:.3g} (> {tolerance:g}); "
                                    "the file was not written")
-        if int8:
-            quantize_int8(tmp, meta)
-            if batch is not None:
-                same = same_words_as_torch(tmp, wrapper, batch, outputs, charset)
-    return ExportResult(str(out), outputs, exported_kind, opset, diffs, n_checked, "int8" if int8 else "fp32", same)
-
-
-def quantize_int8(path: Path, meta: dict[str, str]) -> None:
-    """Replace the fp32 ONNX file ``path`` by ONNX Runtime's dynamic int8 quantisation of it."""
-    try:
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-    except ImportError:
-        raise SemimtrError("int8 export needs onnxruntime (pip install onnxruntime)") from None
-    import logging
-
-    q = path.with_name(path.stem + ".int8.onnx")
-    try:
-        logging.disable(logging.WARNING)  # the quantiser logs advice on the root logger
-        try:
-            quantize_dynamic(str(path), str(q), weight_type=QuantType.QInt8)
-        finally:
-            logging.disable(logging.NOTSET)
-        import onnx
-
-        proto = onnx.load(str(q))
-        del proto.metadata_props[:]
-        onnx.save(proto, str(q))
-        _add_metadata(q, meta | {"precision": "int8"})
-        q.replace(path)
-    finally:
-        q.unlink(missing_ok=True)
-
-
-def same_words_as_torch(path: Path, wrapper: nn.Module, batch: torch.Tensor, outputs: Sequence[str],
-                        charset: Charset) -> dict[str, float]:
-    """Per output, the share of ``batch`` whose greedy word from ``path`` equals PyTorch fp32's."""
-    from .predict import decode_logits
-
-    got = _session(path).run(list(outputs), {"images": batch.numpy()})
-    with torch.no_grad():
-        ref = wrapper(batch)
-    ref = ref if isinstance(ref, tuple) else (ref,)
-    share = {}
-    for name, g, r in zip(outputs, got, ref):
-        a = [d.text for d in decode_logits(torch.from_numpy(g), charset)]
-        b = [d.text for d in decode_logits(r, charset)]
-        share[name] = sum(x == y for x, y in zip(a, b)) / len(a)
-    return share
+    return ExportResult(str(out), outputs, exported_kind, opset, diffs, n_checked)
 
 
 def _add_metadata(path: Path, entries: dict[str, str]) -> None:
@@ -205,13 +156,16 @@ def _check_batch(n: int, images: Sequence | None, h: int, w: int) -> torch.Tenso
     return torch.stack(items)
 
 
-def _session(path: str | Path):
+def _session(path: str | Path, threads: int | None = None):
+    """onnxruntime CPU session of ``path``; ``threads``: intra-op threads (None: torch's count, so
+    ``--threads`` means the same for both backends)."""
     try:
         import onnxruntime as ort
     except ImportError:
         raise SemimtrError("onnxruntime is not installed (pip install onnxruntime) -- needed to run or check ONNX files") from None
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
+    opts.intra_op_num_threads = threads or torch.get_num_threads()
     try:
         return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as exc:
@@ -232,13 +186,13 @@ class OnnxPredictor(InferenceBackend):
     """An exported ONNX file as an :class:`~semimtr_cli.predict.InferenceBackend` (what ``read``
     uses): onnxruntime's CPU provider, fp32; the heads are the file's outputs."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, threads: int | None = None):
         from .model.config import ModelConfig
 
         self.path = Path(path)
         if not self.path.is_file():
             raise SemimtrError(f"ONNX file not found: {self.path}")
-        self.session = _session(self.path)
+        self.session = _session(self.path, threads)
         meta = self.session.get_modelmeta().custom_metadata_map
         try:
             self.charset = Charset.from_dict(json.loads(meta[META_PREFIX + "charset"]))
@@ -249,7 +203,7 @@ class OnnxPredictor(InferenceBackend):
             raise SemimtrError(f"{self.path}: not an ONNX file written by `semimtr export` (metadata {exc} missing)") from None
         self.device = torch.device("cpu")
         self.precision = meta.get(META_PREFIX + "precision", "fp32")
-        self.precision_reason = "onnx backend" + (" (ONNX Runtime dynamic int8)" if self.precision == "int8" else "")
+        self.precision_reason = "onnx backend"
 
     def forward(self, batch: torch.Tensor) -> BatchOutput:
         from .model.vision import predicted_lengths

@@ -157,7 +157,7 @@ class Predictor(InferenceBackend):
         precision: one of runtime.PRECISIONS: ``auto`` (bf16 where the machine runs it natively
             and fast, kept only if the first batch decodes to the same words as fp32; see
             :mod:`.runtime`), ``fp32``, ``bf16`` (bfloat16 autocast), ``fp16`` (CUDA autocast).
-            int8 is an ONNX Runtime file (``export.export_onnx(int8=True)``, ``open_backend``).
+            The fastest CPU path is the exported fp32 ONNX graph (``export.export_onnx``, ``open_backend``).
         channels_last: run convolutions in channels-last memory layout (None = on for CPU,
             where it measured faster with unchanged outputs).
         calibration: one of CALIBRATION_MODES: ``auto`` divides each head's logits by the
@@ -275,9 +275,9 @@ def load_predictor(checkpoint: str | Path, *, device: str = "auto", precision: s
 
 def open_backend(path: str | Path, *, backend: str = "auto", device: str = "auto", precision: str = "auto",
                  calibration: str = "auto") -> InferenceBackend:
-    """``torch``: :func:`load_predictor`; ``onnx``: an ``export.OnnxPredictor`` (CPU; fp32, or
-    int8 for a file exported with ``int8``; raw confidences: an exported file carries no
-    calibration); ``auto``: onnx for a ``.onnx`` path, else torch."""
+    """``torch``: :func:`load_predictor`; ``onnx``: an ``export.OnnxPredictor`` (CPU, fp32; raw
+    confidences: an exported file carries no calibration); ``auto``: onnx for a ``.onnx`` path,
+    else torch."""
     if backend == "auto":
         backend = "onnx" if str(path).endswith(".onnx") else "torch"
     if backend not in BACKENDS:

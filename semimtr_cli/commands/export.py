@@ -9,6 +9,7 @@ import typer
 
 from .. import ui
 from ..errors import UsageError
+from ..runtime import INT8_HINT
 from .options import json_option, summary_console, write_json
 
 JsonOpt = json_option("the export report")
@@ -22,9 +23,7 @@ def command(
     images: Optional[List[Path]] = typer.Option(None, "--image", help="Images for the check (else random inputs)."),
     opset: int = typer.Option(17, "--opset", help="ONNX opset version."),
     tolerance: float = typer.Option(1e-4, "--tolerance", help="Largest allowed absolute logit difference in the check."),
-    int8: bool = typer.Option(False, "--int8", help="Write ONNX Runtime's dynamic int8 quantisation of the graph "
-                                                    "(MatMul/Gemm weights int8; CPU inference); the check then reports "
-                                                    "the share of words equal to PyTorch fp32's."),
+    int8: bool = typer.Option(False, "--int8", hidden=True, help="Refused: int8 export was dropped (see INT8_HINT)."),
     json_out: JsonOpt = None,
 ) -> None:
     """Export the eval-mode model to ONNX: input 'images' (N x 3 x 32 x 128, normalised, N
@@ -35,6 +34,8 @@ def command(
     """
     from dataclasses import asdict
 
+    if int8:
+        raise UsageError(INT8_HINT, param="int8")
     if check < 0:
         raise UsageError(f"--check must be >= 0, got {check}")
     from ..export import export_onnx
@@ -44,16 +45,12 @@ def command(
     if pics and check == 0:
         raise UsageError("--image is only used by the check; drop --check 0")
     result = export_onnx(checkpoint, onnx, vision_only=vision_only, opset=opset, check=max(check, len(pics)) if check else 0,
-                         check_images=pics, tolerance=tolerance, int8=int8)
+                         check_images=pics, tolerance=tolerance)
     if result.max_abs_diff is not None:
         diffs = ", ".join(f"{k} {v:.2e}" for k, v in result.max_abs_diff.items())
         summary_console(json_out).print(
             f"checked {result.checked_images} image(s) with onnxruntime: max |diff| {diffs} (<= {tolerance:g})",
             highlight=False)
-    if result.same_words is not None:
-        same = ", ".join(f"{k} {100 * v:.1f} %" for k, v in result.same_words.items())
-        summary_console(json_out).print(f"int8 graph: words equal to PyTorch fp32 on the check images: {same}",
-                                        highlight=False)
     size = Path(result.path).stat().st_size / 1e6
     ui.err_console.print(f"wrote {result.path} ({size:.1f} MB; {result.kind} model, outputs {', '.join(result.outputs)}, "
                          f"opset {result.opset}, {result.precision}, dynamic batch)", highlight=False)

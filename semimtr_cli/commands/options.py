@@ -29,8 +29,8 @@ DEVICE_HELP = ("Where to run: auto (a CUDA GPU when there is one, else Apple mps
                "cuda:N or mps. Default: auto; training commands: the recipe's train.device.")
 PRECISION_HELP = ("auto (chosen for this machine: bf16 where it runs natively and fast, and for inference only "
                   "where the first batch reads the same words as fp32; the output says why), fp32, bf16 or fp16 "
-                  "(CUDA). Default: auto; training commands: the recipe's train.precision. int8: `semimtr export "
-                  "--int8`, then read or eval the .onnx file.")
+                  "(CUDA). Default: auto; training commands: the recipe's train.precision. Fastest on a CPU: "
+                  "`semimtr export CKPT --onnx MODEL.onnx`, then read or eval the .onnx file.")
 WORKERS_HELP = "Worker processes that load and decode data (0 = in this process)."
 THREADS_HELP = "Torch threads of this process (default: torch's choice; training commands: the recipe's train.threads)."
 
