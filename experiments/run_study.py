@@ -238,19 +238,20 @@ class Replanner:
             f"fine-tuning {f} steps per run")
 
 
-def reuse_sources(jobs: list[Job], runs: Path) -> dict:
-    """Mark the source model and the LM done where a finished run with the same recipe and
-    overrides is in ``runs`` (left by ``--plan sources``); returns what was reused."""
+def reuse_finished(jobs: list[Job], runs: Path) -> dict:
+    """Mark a job done where a finished run with the same recipe and overrides is in ``runs``: the
+    source model and the LM of a ``--plan sources`` run, or the finished runs of a plan that its
+    deadline cut short (rerun it with the same steps to complete it). Returns {name: train seconds}."""
     reused = {}
     for job in jobs:
         d = runs / job.name
-        if job.kind not in ("teacher", "lm") or not (d / "result.json").is_file() or not (d / "spec.json").is_file():
+        if not (d / "result.json").is_file() or not (d / "spec.json").is_file():
             continue
         old = json.loads((d / "spec.json").read_text())
         if (old["recipe"], old["overrides"]) != (job.spec["recipe"], job.spec["overrides"]):
-            raise SystemExit(f"{d}: a {job.name} run with other settings is there; remove it or match --teacher-steps/"
-                             "--lm-steps to the sources run")
-        job.spec["out"], job.status, job.note = str(d), "done", "reused from a --plan sources run"
+            raise SystemExit(f"{d}: a finished {job.name} run with other settings is there; remove it or match its steps "
+                             "(--teacher-steps, --lm-steps, --vision-steps, --max-finetune-steps)")
+        job.spec["out"], job.status, job.note = str(d), "done", "reused: finished by an earlier run_study.py command"
         reused[job.name] = json.loads((d / "result.json").read_text())["train_seconds"]
     return reused
 
@@ -344,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = out / "runs"
     nominal = Steps(args.teacher_steps, args.lm_steps, args.vision_steps, args.max_finetune_steps)
     probe = [Job(s["name"], s["kind"], s) for s in plan_jobs(args.plan, nominal, args.seeds, regimes, runs, every_of(nominal))]
-    reused = reuse_sources(probe, runs)
+    reused = reuse_finished(probe, runs)
     clash = [str(runs / j.name) for j in probe if j.status != "done" and (runs / j.name).exists()]
     if clash:
         raise SystemExit(f"{clash[0]} already exists ({len(clash)} run folders of this plan); remove them or choose "
@@ -377,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
 
     specs = plan_jobs(args.plan, steps, args.seeds, regimes, runs, every)
     jobs = [Job(s["name"], s["kind"], s, deps=s["deps"], steps=s["steps"]) for s in specs]
-    reuse_sources(jobs, runs)
+    reuse_finished(jobs, runs)
     pool = Pool(runs, args.lanes, deadline - report_s * 0.5, Path(__file__).resolve())
 
     calibrated = dict(step_s)

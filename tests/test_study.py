@@ -122,7 +122,7 @@ def test_plan_with_reused_sources_gives_fine_tuning_the_whole_budget():
     assert run_study.plan_steps(args, t, ["A"], 10.0, True, overhead=0.0) == run_study.Steps(1000, 1000, 0, 0)
 
 
-def test_reuse_sources_takes_a_matching_run_and_refuses_another(tmp_path):
+def test_reuse_finished_takes_a_matching_run_and_refuses_another(tmp_path):
     import run_study
     from study_pool import Job
 
@@ -131,11 +131,11 @@ def test_reuse_sources_takes_a_matching_run_and_refuses_another(tmp_path):
     (tmp_path / "teacher" / "spec.json").write_text(json.dumps(spec))
     (tmp_path / "teacher" / "result.json").write_text(json.dumps({"train_seconds": 12.5}))
     job = Job("teacher", "teacher", dict(spec))
-    assert run_study.reuse_sources([job, Job("lm", "lm", dict(spec))], tmp_path) == {"teacher": 12.5}
+    assert run_study.reuse_finished([job, Job("lm", "lm", dict(spec))], tmp_path) == {"teacher": 12.5}
     assert job.status == "done" and job.spec["out"] == str(tmp_path / "teacher")
     other = Job("teacher", "teacher", {"recipe": "pretrain_vision.yaml", "overrides": ["train.max_steps=20"]})
     with pytest.raises(SystemExit, match="other settings"):
-        run_study.reuse_sources([other], tmp_path)
+        run_study.reuse_finished([other], tmp_path)
 
 
 def test_thin_pool_keeps_evenly_spaced_crops(tmp_path):
