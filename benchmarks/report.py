@@ -24,6 +24,9 @@ COMMANDS = {
     "augment_speed": "python benchmarks/augment_speed.py",
     "memory": "python benchmarks/memory.py",
     "convergence": "python benchmarks/convergence.py --from-runs runs/tiny-vision runs/tiny-lm runs/tiny-finetune",
+    "model_speed_onnx": "python benchmarks/model_speed.py --threads 2 --models full --modes eval --batch-sizes 32 "
+                        "--variants fp32 onnx onnx-int8 --official-repo CLONE --agreement-images 0 "
+                        "--out benchmarks/results/model_speed_onnx.json",
     "model_agreement_trained_tiny": "python benchmarks/model_speed.py --checkpoint CKPT --agreement-images 600 "
                                     "--out benchmarks/results/model_agreement_trained_tiny.json",
     "gpu_check": "python benchmarks/gpu_check.py  (on a GPU machine; --dry-run on a CPU checks the plumbing)",
@@ -79,15 +82,17 @@ def fmt(v, digits: int = 1) -> str:
 
 
 # ------------------------------------------------------------------------------ sections
-def model_section(d: dict | None) -> list[str]:
-    L = ["## Model forward / training step (paper-size model)", ""]
+def model_section(d: dict | None, name: str = "model_speed",
+                  title: str = "Model forward / training step (paper-size model)") -> list[str]:
+    L = [f"## {title}", ""]
     if d is None:
-        return L + missing("model_speed")
+        return L + missing(name)
     s = d.get("settings", {})
     L += [machine_line(d), "",
           f"Preset `{s.get('preset', '?')}`; statistic: {s.get('statistic', 'images/s')}; train = {s.get('train_step', 'forward + backward')}.",
-          "Variants: fp32; bf16 autocast; `-cl` channels-last; int8 = dynamic int8 Linear layers; "
-          "`official-fp32` = the official modules timed in the same process.", ""]
+          "Variants: fp32; bf16 autocast; `-cl` channels-last; `onnx` = the exported fp32 graph on onnxruntime; "
+          "`onnx-int8` = its dynamic int8 quantisation (not offered by the tool); older files: int8 = torch.ao "
+          "dynamic int8 Linear layers; `official-fp32` = the official modules timed in the same process.", ""]
     rows = d["results"]
     variants = sorted({r["variant"] for r in rows}, key=lambda v: (v.startswith("official"), v))
     keys = sorted({(r["model"], r["mode"], r["batch"]) for r in rows}, key=lambda k: (k[0] != "vision", k[1], k[2]))
@@ -100,9 +105,12 @@ def model_section(d: dict | None) -> list[str]:
             cells.append(fmt(hit[0]["images_per_s"]) if hit else "-")
         L.append(f"| {model} | {mode} | {batch} | " + " | ".join(cells) + " |")
     L += ["", "Images/s; higher is better."]
+    ratios = {k: v for k, v in d.get("ratio_vs_official_fp32", {}).items() if not k.endswith("/official-fp32")}
+    if any(r["variant"] == "official-fp32" for r in rows) and ratios:
+        L += ["", "Against official-fp32 timed in the same rounds: " + ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items()) + "."]
     agree = d.get("agreement_vs_fp32")
     if agree:
-        L += ["", "Same predicted words as fp32 (200 images): " + "; ".join(
+        L += ["", "Same predicted words as fp32: " + "; ".join(
             f"{model}: " + ", ".join(f"{k} {v['fraction'] * 100:.0f}%" for k, v in a.items() if isinstance(v, dict))
             for model, a in agree.items()) + "."]
     L.append("")
@@ -114,7 +122,8 @@ def agreement_section(d: dict | None) -> list[str]:
     if d is None:
         return L + missing("model_agreement_trained_tiny")
     ckpt = d.get("settings", {}).get("checkpoint")
-    L += [machine_line(d), "", f"Checkpoint: `{ckpt}` (a model trained by the reproduction study).", "",
+    crops = d.get("settings", {}).get("agreement_images", "PIL default-font strings")
+    L += [machine_line(d), "", f"Checkpoint: `{ckpt}`; crops: {crops}. Command: `{d.get('command', '')}`.", "",
           "| model | variant | same words as fp32 | images | images/s (batch 32, eval) |", "|---|---|---|---|---|"]
     speed = {(r["model"], r["variant"]): r["images_per_s"] for r in d.get("results", [])}
     for model, a in d.get("agreement_vs_fp32", {}).items():
@@ -365,6 +374,8 @@ def build_page(results: Path, page: Path) -> str:
         L.append(f"| {name.replace('_', ' ')} | `{cmd}` | " + ("present" if docs[name] else "**missing**") + " |")
     L.append("")
     L += model_section(docs["model_speed"])
+    L += model_section(docs["model_speed_onnx"], "model_speed_onnx",
+                       "CPU inference paths against the official fp32 modules (paper-size model, eval)")
     L += agreement_section(docs["model_agreement_trained_tiny"])
     L += train_section(docs["train_speed"])
     L += loader_section(docs["loader_speed"])
