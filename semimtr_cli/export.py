@@ -8,10 +8,10 @@ dynamic. Outputs are (N, T, C) logits of the *last iteration*, T = max_length + 
 they are the first null slot + 1, recomputed from the logits by the runner. The charset,
 model config and kind are stored as ONNX metadata, so the file is self-contained.
 
-On a CPU the exported fp32 graph on onnxruntime is the fast inference path: 2.3x PyTorch fp32 on
-the trained tiny models, with the same words (benchmarks/model_speed.py, variant ``onnx``). There
-is no int8 export: ONNX Runtime's dynamic int8 quantisation of this graph changed 2-14 % of the
-words of trained models and ran no faster than the fp32 graph (variant ``onnx-int8``, see
+On a CPU the exported fp32 graph on onnxruntime is the fast inference path: 1.36x PyTorch fp32
+on the quickstart's trained model (batch 32, one thread), with the same words
+(benchmarks/model_speed.py, variant ``onnx``). There is no int8 export: ONNX Runtime's dynamic
+int8 quantisation of this graph changed 2-16 % of the words of trained models and ran no faster than the fp32 graph (variant ``onnx-int8``, see
 docs/performance.md), and ``torch.ao.quantization`` is deprecated.
 """
 

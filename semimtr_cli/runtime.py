@@ -35,9 +35,9 @@ from .errors import UsageError
 #: Every ``--precision`` value (there is no int8: see INT8_HINT).
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 TRAINING_PRECISIONS = PRECISIONS
-INT8_HINT = ("there is no int8 inference: int8 changed 2-14 % of the words of trained models and ran no faster "
+INT8_HINT = ("there is no int8 inference: int8 changed 2-16 % of the words of trained models and ran no faster "
              "than the fp32 ONNX graph; for fast CPU inference `semimtr export CKPT --onnx MODEL.onnx`, then read or "
-             "eval MODEL.onnx (2.3x PyTorch fp32, same words)")
+             "eval MODEL.onnx (faster than PyTorch fp32, same words)")
 DEVICE_CHOICES = "auto, cpu, cuda, cuda:N or mps"
 BF16_MIN_SPEEDUP = 1.15
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
