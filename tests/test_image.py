@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from semimtr_cli.data.image import (IMAGENET_MEAN, decode_image, denormalize, normalize_levels, resize_uint8,
+from semimtr_cli.data.image import (IMAGENET_MEAN, decode_image, denormalize, normalize_levels, resize_levels,
                                    to_model_input)
 from semimtr_cli.errors import SemimtrError
 
@@ -28,15 +28,15 @@ def test_model_input_shape_and_normalisation():
 def test_no_resample_at_target_size_and_bilinear_otherwise():
     rng = np.random.default_rng(0)
     arr = rng.integers(0, 256, (32, 128, 3), dtype=np.uint8)
-    assert torch.equal(resize_uint8(arr), torch.from_numpy(arr).permute(2, 0, 1).float())
+    assert torch.equal(resize_levels(arr).float(), torch.from_numpy(arr).permute(2, 0, 1).float())
     # 2x upscale of a 2-pixel ramp: bilinear with half-pixel centres, no antialiasing
     ramp = np.zeros((1, 2, 3), np.uint8)
     ramp[0, 1] = 200
-    out = resize_uint8(ramp, 1, 4)[0, 0].tolist()
+    out = resize_levels(ramp, 1, 4).float()[0, 0].tolist()
     assert out == [0.0, 50.0, 150.0, 200.0]
     # shrinking does not antialias either: 4 -> 2 samples at x = 0.5 and 2.5 (means of neighbours)
     row = np.array([[[0] * 3, [100] * 3, [200] * 3, [40] * 3]], np.uint8)
-    assert resize_uint8(row, 1, 2)[0, 0].tolist() == [50.0, 120.0]
+    assert resize_levels(row, 1, 2).float()[0, 0].tolist() == [50.0, 120.0]
 
 
 def test_model_input_same_for_pil_and_array_and_inputs_untouched():

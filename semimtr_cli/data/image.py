@@ -6,7 +6,8 @@ ignoring aspect ratio -> [0, 1] -> ImageNet mean/std.
 The official code resizes with OpenCV ``INTER_LINEAR`` on uint8 (no antialiasing, output
 rounded to uint8). We resize with ``torch.nn.functional.interpolate(mode="bilinear",
 align_corners=False, antialias=False)`` on the uint8 image -- the same sampling grid, fixed-point
-weights, rounded -- so results agree with OpenCV's within one grey level. PIL's ``BILINEAR`` is *not* used: it antialiases when shrinking and would shift
+weights, rounded -- so results agree with OpenCV's within one grey level. PIL's ``BILINEAR`` is
+*not* used: it antialiases when shrinking and would shift
 the input distribution away from the official checkpoints'.
 """
 
@@ -116,14 +117,9 @@ def resize_levels(img: Image.Image | np.ndarray, height: int = DEFAULT_HEIGHT, w
     return F.interpolate(t.unsqueeze(0), size=(height, width), mode="bilinear", align_corners=False, antialias=False)[0]
 
 
-def resize_uint8(img: Image.Image | np.ndarray, height: int = DEFAULT_HEIGHT, width: int = DEFAULT_WIDTH) -> torch.Tensor:
-    """:func:`resize_levels` as a contiguous float32 tensor (3, height, width) of levels 0..255."""
-    return resize_levels(img, height, width).to(torch.float32, memory_format=torch.contiguous_format)
-
-
 def normalize_levels(levels: torch.Tensor) -> torch.Tensor:
     """(..., 3, H, W) 0..255 levels (any dtype) -> ImageNet-normalised contiguous float32, same shape."""
-    out = torch.empty(levels.shape, dtype=torch.float32)
+    out = torch.empty(levels.shape, dtype=torch.float32, device=levels.device)
     torch.mul(levels, _SCALE, out=out)  # uint8 * float32 -> float32, written contiguously
     return out.sub_(_SHIFT)
 
