@@ -279,6 +279,9 @@ def runs_section(w, study: dict, number: int) -> None:
     w(f"{len(study['runs']) - len(bad)} of {len(study['runs'])} runs finished.")
     for n, r in bad:
         w(f"- `{n}`: {r['status']} ({r['note']})")
+    reused = [n for n, r in study["runs"].items() if r.get("reused")]
+    if reused:
+        w(f"- reused, finished by an earlier run_study.py command with the same settings: {', '.join(f'`{n}`' for n in reused)}")
     w("")
 
 
