@@ -37,6 +37,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from semimtr_cli.fsutil import atomic_write_json  # noqa: E402
 from semimtr_cli.runtime import machine_record  # noqa: E402
 from semimtr_cli.data.augment import build_pipeline  # noqa: E402
 from semimtr_cli.data.image import to_model_input  # noqa: E402
@@ -163,12 +164,8 @@ def main(argv=None) -> int:
         "machine": machine_record(),
         "results": results,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    tmp.replace(out)
-    print(f"wrote {out}")
+    atomic_write_json(Path(args.out), report)
+    print(f"wrote {args.out}")
     return 0
 
 

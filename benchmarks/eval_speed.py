@@ -36,6 +36,7 @@ from semimtr_cli.charset import Charset
 from semimtr_cli.data.benchmarks import resolve_sets
 from semimtr_cli.data.synth import generate
 from semimtr_cli.evaluate import Protocol, evaluate_set
+from semimtr_cli.fsutil import atomic_write_json
 from semimtr_cli.model.checkpoint import save_checkpoint
 from semimtr_cli.model.config import ModelConfig
 from semimtr_cli.model.factory import build_model
@@ -123,10 +124,8 @@ def main() -> None:
         "command": "python benchmarks/eval_speed.py " + " ".join(
             f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out"),
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(payload, indent=2) + "\n")
-    print(f"wrote {out}")
+    atomic_write_json(Path(args.out), payload)
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

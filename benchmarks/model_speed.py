@@ -34,6 +34,7 @@ from PIL import Image, ImageDraw
 
 from semimtr_cli.runtime import machine_record  # noqa: E402
 from semimtr_cli.charset import Charset
+from semimtr_cli.fsutil import atomic_write_json
 from semimtr_cli.model.checkpoint import model_from_checkpoint
 from semimtr_cli.model.config import ModelConfig
 from semimtr_cli.model.factory import build_model
@@ -59,16 +60,9 @@ def load_official(repo: Path, charset_path: Path):
     from semimtr.modules.model_abinet_iter import ABINetIterModel
     from semimtr.modules.model_vision import BaseVision
 
-    class Cfg:
-        def __init__(self, **kw):
-            self.__dict__.update(kw)
+    from official_config import official_config
 
-        def __getattr__(self, k):
-            return None
-
-    cfg = Cfg(dataset_max_length=25, dataset_charset_path=str(charset_path), model_vision_attention="position",
-              model_vision_backbone="transformer", model_vision_backbone_ln=3, model_language_num_layers=4,
-              model_language_detach=True, model_language_use_self_attn=False, model_iter_size=3)
+    cfg = official_config(str(charset_path))
     return ABINetIterModel, BaseVision, cfg
 
 
@@ -179,8 +173,10 @@ class OrtGraph(torch.nn.Module):
 
             q = onnx.with_name("m.int8.onnx")
             logging.disable(logging.WARNING)  # the quantiser logs advice on the root logger
-            quantize_dynamic(str(onnx), str(q), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"])
-            logging.disable(logging.NOTSET)
+            try:
+                quantize_dynamic(str(onnx), str(q), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"])
+            finally:
+                logging.disable(logging.NOTSET)
             onnx = q
         self.backend, self.head = OnnxPredictor(onnx, threads=threads), "vision" if kind == "vision" else "alignment"
 
@@ -357,9 +353,7 @@ def main() -> None:
         "reference": REFERENCE,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    tmp.replace(args.out)
+    atomic_write_json(args.out, report)
     print("wrote", args.out)
 
 

@@ -38,6 +38,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     sys.path.insert(0, str(args.repo))
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
     import torch
     import torch.nn.functional as F
     from torch.utils.data import DataLoader
@@ -45,20 +46,12 @@ def main(argv=None) -> int:
     from semimtr.dataset.dataset import collate_fn_filter_none
     from semimtr.dataset.dataset_consistency_regularization import ImageDatasetConsistencyRegularization
     from semimtr.modules.model_fusion_teacher_student_ema import TeacherStudentFusionEMA
+    from official_config import official_config
 
     torch.set_num_threads(args.threads)
     charset_path = str(args.repo / "data" / "charset_36.txt")
 
-    class Cfg:  # the official Config answers None for keys it lacks
-        def __init__(self, **kw):
-            self.__dict__.update(kw)
-
-        def __getattr__(self, k):
-            return None
-
-    cfg = Cfg(dataset_max_length=25, dataset_charset_path=charset_path, model_vision_attention="position",
-              model_vision_backbone="transformer", model_vision_backbone_ln=3, model_language_num_layers=4,
-              model_language_detach=True, model_language_use_self_attn=False, model_iter_size=3)
+    cfg = official_config(charset_path)
     model = TeacherStudentFusionEMA(cfg)
     state = torch.load(args.weights, map_location="cpu")
     model.student.load_state_dict(state)

@@ -11,8 +11,9 @@ model config and kind are stored as ONNX metadata, so the file is self-contained
 On a CPU the exported fp32 graph on onnxruntime is the fast inference path: 1.36x PyTorch fp32
 on the quickstart's trained model (batch 32, one thread), with the same words
 (benchmarks/model_speed.py, variant ``onnx``). There is no int8 export: ONNX Runtime's dynamic
-int8 quantisation of this graph changed 2-16 % of the words of trained models and ran no faster than the fp32 graph (variant ``onnx-int8``, see
-docs/performance.md), and ``torch.ao.quantization`` is deprecated.
+int8 quantisation of this graph changed 2-16 % of the words of trained models and ran no faster
+than the fp32 graph (variant ``onnx-int8``, see docs/performance.md), and
+``torch.ao.quantization`` is deprecated.
 """
 
 from __future__ import annotations
