@@ -3,9 +3,11 @@
 Takes real word crops (``--crops DIR``: the first ``--images`` images of a folder, for example
 ICDAR 2015's training crops) or renders some (about 31x69 px: a word drawn with PIL on a noisy
 coloured background), then, on ONE thread (``torch.set_num_threads(1)``), times ``to_model_input(pipeline(img, rng))``
-for each pipeline: ``abinet`` (construction seeds 0..7 cycled, so the frozen geometry type and
-deterioration parameters are averaged over several draws as over several training LMDBs),
-``strong1``, ``strong2`` and ``none`` (decode-free floor: the resize + normalisation alone).
+for each pipeline: ``abinet`` (nine constructions cycled, as over several training LMDBs: three
+per frozen geometry type, each with deterioration parameters drawn once; the official side gets
+the same types and parameters, see ``abinet_settings``), ``abinet-rotation`` / ``-affine`` /
+``-perspective`` (the three constructions of one type), ``strong1``, ``strong2`` and ``none``
+(decode-free floor: the resize + normalisation alone).
 Best of ``--repeats`` runs. Writes benchmarks/results/augment_speed.json.
 
 With ``--official-repo CLONE --official-python PY`` (an interpreter with the official code's
@@ -40,10 +42,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from semimtr_cli.fsutil import atomic_write_json  # noqa: E402
 from semimtr_cli.runtime import machine_record  # noqa: E402
 from semimtr_cli.data.augment import build_pipeline  # noqa: E402
+from semimtr_cli.data.augment_abinet import AbinetAugment  # noqa: E402
+from semimtr_cli.data.augment_photometric import abinet_motion_kernel  # noqa: E402
 from semimtr_cli.data.image import to_model_input  # noqa: E402
 from semimtr_cli.data.preview import dejavu_font  # noqa: E402
 
-PIPELINES = ("none", "abinet", "strong1", "strong2")
+PIPELINES = ("none", "abinet", "abinet-rotation", "abinet-affine", "abinet-perspective", "strong1", "strong2")
+GEOMETRY_TYPES = ("rotation", "affine", "perspective")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 WORDS = "the STOP Coffee HOTEL 2014 Sale OPEN London PIZZA water people number EXIT market".split()
 
@@ -73,12 +78,41 @@ def load_crops(folder: Path, count: int) -> list[np.ndarray]:
     return [np.asarray(Image.open(f).convert("RGB")) for f in files]
 
 
-def time_ours(images, calls: int, repeats: int) -> dict[str, float]:
+def abinet_settings(per_type: int = 3, seed: int = 0) -> list[dict]:
+    """The frozen draws of ``per_type`` ABINet constructions per geometry type: geometry type,
+    noise variance, blur size and angle, rescale factor and the order of the three, drawn the
+    way the constructors draw them. Both sides run exactly these, since each construction
+    freezes its own draws and a few constructions give a different mix on each side otherwise."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for k in range(per_type * len(GEOMETRY_TYPES)):
+        d = AbinetAugment._draw_deterioration(rng)
+        out.append({"geometry": GEOMETRY_TYPES[k % len(GEOMETRY_TYPES)]} | {key: d[key] for key in (
+            "noise_var", "blur_size", "blur_angle", "rescale_factor", "order")})
+    return out
+
+
+def abinet_pipelines(settings: list[dict], kind: str | None = None) -> list[AbinetAugment]:
+    """Our ABINet pipelines with ``settings``' draws (``kind``: only that geometry type)."""
+    out = []
+    for k, st in enumerate(settings):
+        if kind is None or st["geometry"] == kind:
+            p = AbinetAugment(seed=k, geometry_type=st["geometry"])
+            size, angle = st["blur_size"], st["blur_angle"]
+            p.deterioration = {key: st[key] for key in ("noise_var", "blur_size", "blur_angle", "rescale_factor", "order")}
+            p.deterioration["_kernel"] = abinet_motion_kernel(size, angle) if size > 1 else None
+            out.append(p)
+    return out
+
+
+def time_ours(images, calls: int, repeats: int, settings: list[dict]) -> dict[str, float]:
     """{pipeline: best images/s} of our pipelines on one thread."""
     out = {}
     for name in PIPELINES:
-        seeds = range(8) if name == "abinet" else range(1)
-        pipes = [build_pipeline(name, seed=s) for s in seeds]
+        if name.startswith("abinet"):
+            pipes = abinet_pipelines(settings, name.partition("-")[2] or None)
+        else:
+            pipes = [build_pipeline(name, seed=0)]
         for p in pipes:  # warm-up (caches, lazy imports)
             for img in images[:20]:
                 p(img, np.random.default_rng(0))
@@ -86,10 +120,12 @@ def time_ours(images, calls: int, repeats: int) -> dict[str, float]:
     return out
 
 
-def time_official(python: str, repo: Path, crops_npz: Path, calls: int, repeats: int) -> dict[str, float]:
+def time_official(python: str, repo: Path, crops_npz: Path, settings_json: Path, calls: int,
+                  repeats: int) -> dict[str, float]:
     """{pipeline: best images/s} of the official pipelines, timed inside a subprocess."""
     cmd = [python, str(Path(__file__).with_name("official_augment.py")), "--repo", str(repo), "--crops", str(crops_npz),
-           "--calls", str(calls), "--repeats", str(repeats)]
+           "--abinet-settings", str(settings_json), "--calls", str(calls), "--repeats", str(repeats),
+           "--pipelines", ",".join(PIPELINES)]
     env = {"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
     done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if done.returncode:
@@ -123,15 +159,18 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(1)
     images = load_crops(args.crops, args.images) if args.crops else make_crops(args.images)
+    settings = abinet_settings()
     rounds = []
     with tempfile.TemporaryDirectory() as tmp:
-        crops_npz = Path(tmp) / "crops.npz"
+        crops_npz, settings_json = Path(tmp) / "crops.npz", Path(tmp) / "abinet_settings.json"
         np.savez(crops_npz, **{str(i): im for i, im in enumerate(images)})
+        settings_json.write_text(json.dumps(settings))
         for r in range(args.rounds if args.official_repo else 1):
-            ours = time_ours(images, args.calls, args.repeats)
+            ours = time_ours(images, args.calls, args.repeats, settings)
             row = {"semimtr": ours}
             if args.official_repo:
-                off = time_official(args.official_python, args.official_repo, crops_npz, args.calls, args.repeats)
+                off = time_official(args.official_python, args.official_repo, crops_npz, settings_json, args.calls,
+                                    args.repeats)
                 row["official"] = off
                 row["ratio"] = {k: round(ours[k] / off[k], 3) for k in PIPELINES}
             rounds.append(row)
@@ -156,6 +195,7 @@ def main(argv=None) -> int:
         "mean_image_hw": [round(float(v), 1) for v in mean_hw],
         "calls": args.calls,
         "repeats": args.repeats,
+        "abinet_settings": settings,
         "includes": "pipeline + to_model_input (resize to 32x128, normalise)",
         "python": platform.python_version(),
         "torch": torch.__version__,

@@ -8,7 +8,10 @@ official dataset classes run it, on one thread, resize to 32x128 and ToTensor in
 
 * ``abinet``: ``Compose([CVGeometry, CVDeterioration, CVColorJitter])`` with ABINet's arguments on
   a PIL image, then ``np.array``, ``cv2.resize`` and ``ToTensor`` (``ImageDataset._process_training``);
-  eight constructions (python/numpy seeds 0..7) cycled, as over eight training LMDBs;
+  one construction per entry of ``--abinet-settings`` (cycled, as over several training LMDBs),
+  each given the entry's geometry type and deterioration parameters -- the ones augment_speed.py
+  gives ours -- in place of those the constructors draw; ``abinet-<type>``: the entries of one
+  geometry type;
 * ``strong1`` / ``strong2``: ``get_augmentation_pipeline(severity).augment_image`` on the array,
   then resize and ToTensor (the student view of ``ImageDatasetConsistencyRegularization``);
 * ``none``: resize and ToTensor alone.
@@ -32,8 +35,10 @@ ABINET_ARGS = {
 }
 
 
-def build(repo: Path):
-    """{pipeline name: [callables array -> tensor]} from the official modules."""
+def build(repo: Path, settings: list[dict]):
+    """{pipeline name: [callables array -> tensor]} from the official modules; ``settings``: the
+    frozen draws of each ABINet construction (geometry type, noise variance, blur size and angle,
+    rescale factor, order of the three)."""
     sys.path.insert(0, str(repo))
     import numpy as np
 
@@ -47,7 +52,7 @@ def build(repo: Path):
     from torchvision import transforms
 
     from semimtr.dataset.augmentation_pipelines import get_augmentation_pipeline
-    from semimtr.utils.transforms import CVColorJitter, CVDeterioration, CVGeometry
+    from semimtr.utils import transforms as T
 
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
@@ -57,17 +62,29 @@ def build(repo: Path):
     def finish(arr):
         return totensor(cv2.resize(arr, (128, 32)))
 
-    abinet = []
-    for seed in range(8):
-        random.seed(seed)
-        np.random.seed(seed)
-        tfs = transforms.Compose([CVGeometry(**ABINET_ARGS["geometry"]), CVDeterioration(**ABINET_ARGS["deterioration"]),
-                                  CVColorJitter(**ABINET_ARGS["color"])])
-        abinet.append(lambda a, t=tfs: finish(np.array(t(Image.fromarray(a)))))
+    g, d = ABINET_ARGS["geometry"], ABINET_ARGS["deterioration"]
+    kinds = {"rotation": lambda: T.CVRandomRotation(degrees=g["degrees"]),
+             "affine": lambda: T.CVRandomAffine(degrees=g["degrees"], translate=g["translate"], scale=g["scale"],
+                                                shear=g["shear"]),
+             "perspective": lambda: T.CVRandomPerspective(distortion=g["distortion"])}
+    pipelines = {"abinet": []}
+    for k, st in enumerate(settings):
+        random.seed(k)
+        np.random.seed(k)
+        geometry = T.CVGeometry(**g)
+        geometry.transforms = kinds[st["geometry"]]()
+        deterioration = T.CVDeterioration(**d)
+        noise, blur, rescale = T.CVGaussianNoise(var=d["var"]), T.CVMotionBlur(degrees=d["degrees"]), T.CVRescale(factor=d["factor"])
+        noise.var, blur.degree, blur.angle, rescale.factor = st["noise_var"], st["blur_size"], st["blur_angle"], st["rescale_factor"]
+        steps = {"noise": noise, "blur": blur, "rescale": rescale}
+        deterioration.transforms = transforms.Compose([steps[name] for name in st["order"]])
+        tfs = transforms.Compose([geometry, deterioration, T.CVColorJitter(**ABINET_ARGS["color"])])
+        fn = lambda a, t=tfs: finish(np.array(t(Image.fromarray(a))))  # noqa: E731
+        pipelines["abinet"].append(fn)
+        pipelines.setdefault(f"abinet-{st['geometry']}", []).append(fn)
     strong = {s: get_augmentation_pipeline(s).augment_image for s in (1, 2)}
-    return {
+    return pipelines | {
         "none": [finish],
-        "abinet": abinet,
         "strong1": [lambda a: finish(strong[1](a))],
         "strong2": [lambda a: finish(strong[2](a))],
     }
@@ -91,12 +108,13 @@ def main(argv=None) -> int:
     ap.add_argument("--calls", type=int, default=3000)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--pipelines", default="none,abinet,strong1,strong2")
+    ap.add_argument("--abinet-settings", type=Path, required=True, help="JSON list of frozen ABINet draws")
     args = ap.parse_args(argv)
     import numpy as np
 
     with np.load(args.crops) as z:
         images = [z[k] for k in sorted(z.files, key=int)]
-    pipelines = build(args.repo)
+    pipelines = build(args.repo, json.loads(args.abinet_settings.read_text()))
     out = {}
     for name in args.pipelines.split(","):
         fns = pipelines[name]

@@ -181,8 +181,12 @@ def augment_section(d: dict | None) -> list[str]:
         L.append(f"| {name} | {fmt(r['images_per_s'])} | {fmt(r['us_per_image'])} | {fmt(r.get('official_images_per_s'), 0)} | "
                  f"{rounds} | {fmt(r.get('ratio_median'), 2)} |")
     L += ["", "Official: the official imgaug/OpenCV pipelines (benchmarks/official_augment.py) on the same crops, "
-          "timed right after ours in each round; resize to 32x128 and tensor conversion included on both sides.", ""]
-    return L
+          "timed right after ours in each round; resize to 32x128 and tensor conversion included on both sides."]
+    if d.get("abinet_settings"):
+        L += ["`abinet` cycles the constructions of the three `abinet-<type>` rows; every construction freezes "
+              "its geometry type and deterioration draws, and both sides run the same ones "
+              "(`abinet_settings` in the JSON)."]
+    return L + [""]
 
 
 def eval_section(d: dict | None) -> list[str]:
