@@ -3,7 +3,7 @@
     python experiments/prepare_real_crops.py --enctc CLONE_OF_liuhu-bigeye/enctc.crnn \
         --ic15 CLONE_OF_simplify23/Light-STR-Competition-No.5 --out data/real [--labeled 300]
 
-Only training splits are read (never a benchmark test split):
+The study's splits come only from training splits (never a benchmark test split):
 
 | source | files read | crops |
 |---|---|---|
@@ -12,9 +12,13 @@ Only training splits are read (never a benchmark test split):
 | IC03 | `data/icdar03/annotation.txt` (index into `lexicon.txt`) + `data/icdar03/images/` | 860 |
 | IC15 train | `train_data/ic15_data/rec_gt_train.txt` + `train_data/train/` | 4468 |
 
-IC03's 860 crops are that dataset's own filtered test list; it is not one of the benchmarks
-`semimtr eval --bench` reads, and ICDAR 2013's test images are a separate set. `--skip ic03`
-leaves it out.
+IC03's 860 crops are that dataset's own filtered test list; it is not one of the six benchmarks
+the paper reports, but ICDAR 2013 inherits most of IC03's images (Baek et al., ICCV 2019), so a
+model that trained on them is not scored on IC13 as unseen. `--skip ic03` leaves it out.
+
+``--unseen-out DIR`` also writes the IIIT5K, SVT and IC15 *test* splits as LMDBs for
+evaluation only: ``run_study.py --unseen DIR`` scores the regime-B models on them after training
+(no run trains on them or is selected with them). IC13's test set is left out (see above).
 
 Labels that the charset cannot hold (punctuation-only words, empty or too long) are dropped and
 counted. Each source is shuffled with ``--seed`` and split: ``--test-fraction`` held out as the
@@ -131,26 +135,32 @@ def svt_train(enctc: Path) -> list[Crop]:
     return out
 
 
-def ic03_words(enctc: Path) -> list[Crop]:
-    """IC03's 860 filtered word crops: ``annotation.txt`` lines ``./images/X.jpg INDEX`` into ``lexicon.txt``."""
-    base = enctc / "data" / "icdar03"
-    lexicon = _need(base / "lexicon.txt", "IC03 words").read_text(encoding="utf-8").splitlines()
+def lexicon_words(base: Path, source: str) -> list[Crop]:
+    """Crops listed as ``annotation.txt`` lines ``./images/X.jpg INDEX`` into ``lexicon.txt`` (the
+    enctc.crnn layout of IC03 and of the IIIT5K and SVT test sets)."""
+    lexicon = _need(base / "lexicon.txt", f"{source} words").read_text(encoding="utf-8").splitlines()
     out = []
-    ann = _need(base / "annotation.txt", "IC03 crop list")
+    ann = _need(base / "annotation.txt", f"{source} crop list")
     for n, line in enumerate(ann.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
         parts = line.split()
         if len(parts) != 2 or not parts[1].isdigit() or int(parts[1]) >= len(lexicon):
             raise PrepareError(f"{ann}:{n}: expected '<image> <lexicon index>', got {line!r}")
-        out.append(Crop("ic03", Path(parts[0]).stem, lexicon[int(parts[1])], _read(base / parts[0])))
+        out.append(Crop(source, Path(parts[0]).stem, lexicon[int(parts[1])], _read(base / parts[0])))
     return out
 
 
-def ic15_train(ic15: Path) -> list[Crop]:
-    """ICDAR 2015's 4468 training crops (``rec_gt_train.txt``: ``train/word_N.png<TAB>label``)."""
+def ic03_words(enctc: Path) -> list[Crop]:
+    """IC03's 860 filtered word crops."""
+    return lexicon_words(enctc / "data" / "icdar03", "ic03")
+
+
+def ic15_split(ic15: Path, split: str = "train") -> list[Crop]:
+    """ICDAR 2015's crops of one split (``rec_gt_<split>.txt``: ``<split>/word_N.png<TAB>label``;
+    train 4468, test 2077)."""
     base = ic15 / "train_data"
-    gt = _need(base / "ic15_data" / "rec_gt_train.txt", "IC15 training labels")
+    gt = _need(base / "ic15_data" / f"rec_gt_{split}.txt", f"IC15 {split} labels")
     out = []
     for n, line in enumerate(gt.read_text(encoding="utf-8-sig").splitlines(), 1):
         if not line.strip():
@@ -160,6 +170,11 @@ def ic15_train(ic15: Path) -> list[Crop]:
         path, label = line.split("\t", 1)
         out.append(Crop("ic15", Path(path).stem, label, _read(base / path)))
     return out
+
+
+def ic15_train(ic15: Path) -> list[Crop]:
+    """ICDAR 2015's 4468 training crops."""
+    return ic15_split(ic15, "train")
 
 
 def split_counts(n: int, labeled: int, valid_fraction: float, test_fraction: float) -> dict[str, int]:
@@ -261,19 +276,63 @@ def prepare(enctc: Path | None, ic15: Path | None, out: Path, *, labeled: int = 
     return report
 
 
+# The benchmark test splits whose images the study's training splits do not contain, for
+# evaluation only (folder names that ``semimtr eval --bench ... --data DIR`` resolves). IC13 is left
+# out: its test images largely repeat IC03's, which regime B trains on.
+UNSEEN = {"IIIT5k_3000": ("enctc", lambda c: lexicon_words(c / "data" / "IIIT5K", "iiit5k_test")),
+          "SVT_647": ("enctc", lambda c: lexicon_words(c / "data" / "svt1", "svt_test")),
+          "IC15_2077": ("ic15", lambda c: ic15_split(c, "test"))}
+
+
+def export_unseen(enctc: Path | None, ic15: Path | None, out: Path) -> dict[str, int]:
+    """Write the benchmark test splits of ``UNSEEN`` as LMDBs under ``out`` (labels as published;
+    ``semimtr eval`` applies its protocol). Never used for training or selection. Returns crops
+    written per set (build-lmdb skips unreadable images)."""
+    clones = {"enctc": enctc, "ic15": ic15}
+    if out.exists():
+        raise PrepareError(f"{out}: exists; remove it first")
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    counts = {}
+    try:
+        for name, (clone, read) in UNSEEN.items():
+            if clones[clone] is None:
+                continue
+            crops = read(Path(clones[clone]))
+            counts[name] = build(stage_split(tmp / "staging" / name, crops), tmp / name)["written"]
+        shutil.rmtree(tmp / "staging", ignore_errors=True)
+        if not counts:
+            raise PrepareError("no benchmark test split read: give --enctc and/or --ic15")
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return counts
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--enctc", type=Path, help="clone of liuhu-bigeye/enctc.crnn (IIIT5K, SVT, IC03)")
-    ap.add_argument("--ic15", type=Path, help="clone of simplify23/Light-STR-Competition-No.5 (IC15 train)")
-    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--ic15", type=Path, help="clone of simplify23/Light-STR-Competition-No.5 (IC15)")
+    ap.add_argument("--out", type=Path, help="the study's regime-B folder")
     ap.add_argument("--labeled", type=int, default=300, help="labeled target crops in all (default 300)")
     ap.add_argument("--valid-fraction", type=float, default=0.1)
     ap.add_argument("--test-fraction", type=float, default=0.2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip", nargs="*", default=[], choices=SOURCES)
     ap.add_argument("--charset", default="36")
+    ap.add_argument("--unseen-out", type=Path, default=None,
+                    help="also write the IIIT5K, SVT and IC15 test splits here, for evaluation only "
+                         "(run_study.py --unseen)")
     args = ap.parse_args()
+    if args.out is None and args.unseen_out is None:
+        ap.error("give --out and/or --unseen-out")
     try:
+        if args.unseen_out:
+            counts = export_unseen(args.enctc, args.ic15, args.unseen_out)
+            print(f"{args.unseen_out}: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + " (evaluation only)")
+        if args.out is None:
+            return
         report = prepare(args.enctc, args.ic15, args.out, labeled=args.labeled, valid_fraction=args.valid_fraction,
                          test_fraction=args.test_fraction, seed=args.seed, skip=tuple(args.skip), charset=args.charset)
     except (PrepareError, SemimtrError) as exc:

@@ -64,6 +64,8 @@ def run_one(spec: dict) -> None:
     t1 = time.time()
     if spec.get("eval"):
         result["test"] = score_sets(ckpt, spec["eval"]["sets"], spec["eval"]["heads"])
+    if spec.get("unseen"):
+        result["unseen"] = score_sets(ckpt, spec["unseen"]["sets"], spec["unseen"]["heads"])
     if spec.get("pseudo"):
         result["pseudo"] = {pool: label_pool(ckpt, p["paths"], p["heads"]) for pool, p in spec["pseudo"].items()}
     result["eval_seconds"] = time.time() - t1
@@ -256,11 +258,49 @@ def reuse_finished(jobs: list[Job], runs: Path) -> dict:
     return reused
 
 
+def score_unseen_of_reused(jobs: list[Job], pool: Pool) -> list[str]:
+    """Score the ``--unseen`` sets of finished runs whose result lacks them (runs reused from an
+    earlier command without ``--unseen``); updates their result.json. Returns the names scored."""
+    import torch
+
+    from semimtr_cli.fsutil import atomic_write_json
+
+    torch.set_num_threads(max(1, pool.lanes))
+    done = []
+    for job in jobs:
+        path = pool.result_path(job)
+        if job.status != "done" or not job.spec.get("unseen") or not path.is_file():
+            continue
+        result = json.loads(path.read_text())
+        want = job.spec["unseen"]
+        if set(want["sets"]) <= set(result.get("unseen") or {}):
+            continue
+        ckpt = path.parent / "run" / result.get("checkpoint", "best.pt")
+        result["unseen"] = score_sets(ckpt, want["sets"], want["heads"])
+        atomic_write_json(path, result)
+        done.append(job.name)
+    return done
+
+
+def unseen_sets(root: Path) -> dict[str, str]:
+    """``U_<benchmark>`` -> LMDB of the benchmark test splits under ``root`` (prepare_real_crops.py
+    --unseen-out): IIIT5k 3000, SVT 647 and IC15 2077."""
+    from semimtr_cli.data.benchmarks import resolve_sets
+    from semimtr_cli.errors import SemimtrError
+
+    try:
+        sets, _ = resolve_sets("IIIT5k,SVT,IC15", root)
+    except SemimtrError as exc:
+        raise SystemExit(f"--unseen {root}: {exc}") from None
+    return {f"U_{s.benchmark}": str(s.path) for s in sets}
+
+
 def lmdb_sizes(regimes) -> dict[str, int]:
     """LMDB path -> samples, for every LMDB the regimes name."""
     from semimtr_cli.data.lmdb_io import LmdbReader
 
-    paths = {p for r in regimes for p in [*r.labeled, *r.unlabeled, *r.valid, *r.test.values(), *r.truth]}
+    paths = {p for r in regimes for p in [*r.labeled, *r.unlabeled, *r.valid, *r.test.values(), *r.truth,
+                                          *r.unseen.values()]}
     return {p: len(LmdbReader(p)) for p in paths}
 
 
@@ -300,6 +340,9 @@ def parse_args(argv):
     ap.add_argument("--budget-minutes", type=float, default=90.0, help="wall-clock budget of this plan")
     ap.add_argument("--out", default="runs/study", help="study folder (data, runs, results JSON); plans share it")
     ap.add_argument("--real", type=Path, default=None, help="regime B: output folder of prepare_real_crops.py")
+    ap.add_argument("--unseen", type=Path, default=None,
+                    help="with --real: folder of benchmark test splits (prepare_real_crops.py --unseen-out) that "
+                         "the regime-B models and the source model are scored on after training, never selected on")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--teacher-steps", type=int, default=6000, help="source model steps (batch 32)")
     ap.add_argument("--lm-steps", type=int, default=7000, help="language model steps (batch 256; beside the source model)")
@@ -311,6 +354,8 @@ def parse_args(argv):
                                                  "OUT/<that name> with --quick)")
     ap.add_argument("--job", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.unseen and not args.real:
+        ap.error("--unseen needs --real (the unseen sets score the regime-B models)")
     if args.quick:
         args.teacher_steps, args.lm_steps = min(args.teacher_steps, 30), min(args.lm_steps, 20)
         args.vision_steps, args.max_finetune_steps = 20, 20
@@ -337,6 +382,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.real and args.plan != "vision":
         b = regime_b(args.real.resolve())
         b.truth = [str(thin_pool(Path(b.truth[0]), out / "data" / f"B_truth_{POOL_MEASURED}", POOL_MEASURED))]
+        if args.unseen:
+            b.unseen = unseen_sets(args.unseen.resolve())
         regimes.append(b)
     names = [r.name for r in regimes]
     t_data = time.time() - t_start
@@ -385,6 +432,9 @@ def main(argv: list[str] | None = None) -> int:
     replan = Replanner(args, jobs, step_s, allowance, names, pool.deadline)
     t0 = time.time()
     run_jobs(pool, jobs, estimate, on_end=replan if args.plan == "finetune" and not reused else None)
+    rescored = score_unseen_of_reused(jobs, pool)
+    if rescored:
+        log(f"scored the unseen sets of reused runs: {', '.join(rescored)}")
     results = {}
     for job in jobs:
         entry = {k: job.spec.get(k) for k in ("kind", "steps", "arm", "seed", "regime")}
@@ -400,7 +450,7 @@ def main(argv: list[str] | None = None) -> int:
         "budget_minutes": args.budget_minutes, "quick": args.quick, "seeds": args.seeds, "lanes": args.lanes,
         "threads_per_run": 1, "machine": machine_at_start, "data": data_info,
         "regimes": {r.name: {"labeled": r.labeled, "unlabeled": r.unlabeled, "valid": r.valid, "test": r.test,
-                             "truth": r.truth} for r in regimes},
+                             "truth": r.truth, "unseen": r.unseen} for r in regimes},
         "steps": asdict(steps) | ({"finetune": replan.record["finetune_steps"]} if replan.record else {}), "eval_every": every,
         "calibration": {"step_seconds": calibrated, "startup_seconds": startup, "score_seconds_per_crop": score_s},
         "replan": replan.record,

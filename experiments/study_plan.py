@@ -12,7 +12,7 @@ arm of both regimes. The vision arms pre-train from scratch at equal steps.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -73,8 +73,9 @@ def scored_crops(spec: dict, sizes: dict[str, int], valid_max: int = 500) -> int
     every = [int(o.split("=", 1)[1]) for o in spec["overrides"] if o.startswith("train.eval_every=")]
     if valid and valid[-1] != [""] and every and every[-1] > 0:
         n += (spec["steps"] // every[-1] + 1) * min(valid_max, sum(sizes.get(v, 0) for v in valid[-1]))
-    if spec.get("eval"):
-        n += sum(sizes.get(v, 0) for v in spec["eval"]["sets"].values())
+    for key in ("eval", "unseen"):
+        if spec.get(key):
+            n += sum(sizes.get(v, 0) for v in spec[key]["sets"].values())
     for pool in (spec.get("pseudo") or {}).values():
         n += len(pool["heads"]) * sum(sizes.get(v, 0) for v in pool["paths"])
     return n
@@ -119,6 +120,7 @@ class Regime:
     valid: list[str]
     test: dict[str, str]
     truth: list[str]
+    unseen: dict[str, str] = field(default_factory=dict)  # benchmark test splits: scored after training only
 
     def data_overrides(self) -> list[str]:
         return [f"data.labeled=[{','.join(self.labeled)}]", f"data.unlabeled=[{','.join(self.unlabeled)}]",
@@ -178,10 +180,12 @@ def plan_jobs(plan: str, steps: Steps, seeds: list[int], regimes: list[Regime], 
                                  eval={"sets": a.test, "heads": ["vision"]}, pseudo=None, arm=arm, seed=s, regime="A"))
         return jobs
     all_tests = {k: v for r in regimes for k, v in r.test.items()}
+    unseen = {k: v for r in regimes for k, v in r.unseen.items()}
+    scored_unseen = lambda sets, heads: {"sets": sets, "heads": heads} if sets else None  # noqa: E731
     jobs = [
         dict(name="teacher", kind="teacher", steps=steps.teacher, deps=[], recipe="pretrain_vision.yaml",
              overrides=seed_ov(1000, "teacher", steps.teacher) + valid_a,
-             eval={"sets": all_tests, "heads": ["vision"]},
+             eval={"sets": all_tests, "heads": ["vision"]}, unseen=scored_unseen(unseen, ["vision"]),
              pseudo={r.name: {"paths": r.truth, "heads": ["vision"]} for r in regimes}),
         dict(name="lm", kind="lm", steps=steps.lm, deps=[], recipe="pretrain_lm.yaml",
              overrides=seed_ov(2000, "lm", steps.lm), eval=None, pseudo=None),
@@ -196,6 +200,7 @@ def plan_jobs(plan: str, steps: Steps, seeds: list[int], regimes: list[Regime], 
                                  deps=["teacher", "lm"], recipe="finetune.yaml",
                                  overrides=r.data_overrides() + ov + seed_ov(s, "finetune", steps.finetune) + init,
                                  eval={"sets": r.test, "heads": ["alignment", "language", "vision"]},
+                                 unseen=scored_unseen(r.unseen, ["alignment", "language", "vision"]),
                                  pseudo={r.name: {"paths": r.truth, "heads": ["alignment", "vision"]}},
                                  arm=arm, seed=s, regime=r.name))
     return jobs

@@ -92,3 +92,27 @@ def test_iiit5k_labels_from_the_char_bound_file(tmp_path):
     crops = prep.iiit5k_train(tmp_path / "enctc")
     assert [(c.name, c.label) for c in crops] == [("0_1", "You"), ("1_1", "cafe")]
     assert crops[1].data == (base / "train" / "1_1.png").read_bytes()
+
+
+def test_unseen_export_writes_the_benchmark_test_splits_that_eval_resolves(tmp_path):
+    from semimtr_cli.data.benchmarks import resolve_sets
+
+    enctc, ic15 = _fake_clones(tmp_path)
+    for folder, words in (("IIIT5K", ["alpha", "beta"]), ("svt1", ["gamma"])):
+        base = enctc / "data" / folder
+        (base / "test").mkdir(parents=True, exist_ok=True)
+        (base / "lexicon.txt").write_text("\n".join(words) + "\n")
+        (base / "annotation.txt").write_text("".join(f"./test/{i}.png {i}\n" for i in range(len(words))))
+        for i, w in enumerate(words):
+            (base / "test" / f"{i}.png").write_bytes(word_png(w))
+    (ic15 / "train_data" / "test").mkdir()
+    (ic15 / "train_data" / "test" / "word_1.png").write_bytes(word_png("delta"))
+    (ic15 / "train_data" / "ic15_data" / "rec_gt_test.txt").write_text("test/word_1.png\tDelta\n")
+    out = tmp_path / "unseen"
+    assert prep.export_unseen(enctc, ic15, out) == {"IIIT5k_3000": 2, "SVT_647": 1, "IC15_2077": 1}
+    sets, _ = resolve_sets("IIIT5k,SVT,IC15", out)
+    assert [(s.benchmark, _labels(s.path)) for s in sets] == [("IIIT5k", ["alpha", "beta"]), ("SVT", ["gamma"]),
+                                                              ("IC15", ["Delta"])]
+    assert not (tmp_path / "unseen.tmp").exists()
+    with pytest.raises(prep.PrepareError, match="exists"):
+        prep.export_unseen(enctc, ic15, out)

@@ -72,6 +72,41 @@ def test_scored_crops_counts_validations_tests_and_pool_passes(tmp_path):
     assert study_plan.scored_crops(job, sizes) == 11 * 500 + 2000 + 2 * 1000
 
 
+def test_unseen_sets_score_the_regime_b_models_and_the_source_model_only(tmp_path):
+    a = study_plan.regime_a(tmp_path / "a")
+    b = study_plan.Regime("B", ["l"], ["u"], ["v"], {"B_test": "t"}, ["tr"], unseen={"U_IIIT5k": "iiit", "U_SVT": "svt"})
+    steps = study_plan.Steps(teacher=10, lm=10, vision=10, finetune=10)
+    every = {"teacher": 5, "lm": 5, "vision": 5, "finetune": 5}
+    jobs = {j["name"]: j for j in study_plan.plan_jobs("finetune", steps, [0], [a, b], tmp_path / "runs", every)}
+    assert jobs["teacher"]["unseen"] == {"sets": b.unseen, "heads": ["vision"]}
+    assert jobs["B_semimtr_s0"]["unseen"]["sets"] == b.unseen and jobs["A_semimtr_s0"]["unseen"] is None
+    assert "U_IIIT5k" not in jobs["B_semimtr_s0"]["eval"]["sets"]  # never mixed into the regime's test score
+    sizes = {"iiit": 3000, "svt": 647}
+    assert study_plan.scored_crops(jobs["B_semimtr_s0"], sizes) == 3647
+
+
+def test_unseen_section_reports_each_set_and_the_paired_difference():
+    def run(arm, seed, acc):
+        return {"regime": "B", "arm": arm, "seed": seed, "status": "done",
+                "unseen": {"U_IIIT5k": {"alignment": acc, "vision": acc, "evaluated": 300},
+                           "U_SVT": {"alignment": acc + 10, "vision": acc, "evaluated": 100}}}
+    runs = {f"{arm}_s{s}": run(arm, s, base + s) for arm, base in (("supervised", 40.0), ("semimtr_t09", 43.0))
+            for s in (0, 1, 2)}
+    runs["teacher"] = {"status": "done", "unseen": {"U_IIIT5k": {"vision": 20.0, "evaluated": 300},
+                                                    "U_SVT": {"vision": 24.0, "evaluated": 100}}}
+    study = {"runs": runs, "regimes": {"B": {"unseen": {"U_IIIT5k": "x", "U_SVT": "y"}}}}
+    lines = []
+    study_report.unseen_section(lines.append, study, "B")
+    text = "\n".join(lines)
+    assert "| IIIT5k | SVT | all |" in text
+    assert "| source model (before fine-tuning) | vision | 20.0 | 24.0 | 21.0 |" in text
+    assert "| supervised only | alignment | 41.0 ± 2.5 | 51.0 ± 2.5 | 43.5 ± 2.5 |" in text
+    assert "| SemiMTR, threshold 0.9 | alignment | 3.0 ± 0.0 | +3.0, +3.0, +3.0 | better |" in text
+    empty = []
+    study_report.unseen_section(empty.append, {"runs": {}, "regimes": {"A": {}}}, "A")
+    assert empty == []
+
+
 def test_set_steps_replaces_the_planned_step_count():
     spec = {"steps": 5, "overrides": ["train.seed=0", "train.max_steps=5", "train.eval_every=1"]}
     study_plan.set_steps(spec, 300, 30)
@@ -90,11 +125,15 @@ def test_paired_interval_and_verdicts():
     assert study_report.paired({0: 5.0, 1: 7.0, 2: 1.0}, {0: 4.0, 1: 9.0}) == [1.0, -2.0]
 
 
-def test_flat_tail_detects_a_curve_still_rising():
+def test_flat_tail_fits_a_line_to_the_last_30_percent():
     flat = [(100, 50.0), (200, 60.0), (700, 70.0), (800, 70.5), (1000, 70.2)]
     rising = [(100, 50.0), (200, 60.0), (700, 65.0), (800, 68.0), (1000, 72.0)]
-    assert study_report.flat_tail(flat) == (True, pytest.approx(0.5))
-    assert study_report.flat_tail(rising)[0] is False
+    assert study_report.flat_tail(flat) == (True, pytest.approx(0.107, abs=1e-3))
+    assert study_report.flat_tail(rising) == (False, pytest.approx(6.9, abs=0.05))
+    # one noisy high point is no trend (the highest point minus the first would say +2)
+    noisy = [(100, 50.0), (700, 70.0), (800, 72.0), (900, 69.0), (1000, 70.0)]
+    assert study_report.flat_tail(noisy)[0] is True
+    assert study_report.flat_tail([(1, 1.0), (2, 2.0)]) is None
 
 
 def test_fit_steps_fills_the_time_left():
