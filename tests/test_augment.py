@@ -186,6 +186,18 @@ def test_pyr_down_halves_size_and_keeps_flat_levels():
     assert geo.pyr_down(np.zeros((31, 69, 3), np.uint8)).shape == (16, 35, 3)
 
 
+def test_pyr_down_reflects_short_sides_as_opencv():
+    """BORDER_REFLECT_101 on a side of 2 repeats the reflection: rows -2..3 of [a0, a1] are
+    a0 a1 | a0 a1 | a0 a1, so the single output row is (8 a0 + 8 a1) / 16 (cv2.pyrDown gives 80 here)."""
+    two_rows = np.zeros((2, 9, 3), np.uint8)
+    two_rows[1] = 160
+    out = geo.pyr_down(two_rows)
+    assert out.shape == (1, 5, 3) and (out == 80).all()
+    assert list(geo.reflect101_index(2, 2)) == [0, 1, 0, 1, 0, 1]
+    assert list(geo.reflect101_index(5, 2)) == [2, 1, 0, 1, 2, 3, 4, 3, 2]
+    assert list(geo.reflect101_index(1, 2)) == [0] * 5
+
+
 def test_rotation_replicates_border():
     img = np.full((20, 40, 3), 123, np.uint8)
     out = geo.abinet_rotate(img, 30.0, geo.LINEAR)

@@ -9,6 +9,8 @@ border is reproduced by edge-padding the input just enough to cover every sample
 
 from __future__ import annotations
 
+import functools
+
 import math
 
 import numpy as np
@@ -264,15 +266,27 @@ def resize_cv2_like(arr: np.ndarray, width: int, height: int, interpolation: str
     return np.asarray(img.transform((width, height), Image.Transform.AFFINE, data, resample=_PIL_WARP[interpolation]))
 
 
+@functools.lru_cache(maxsize=64)
+def reflect101_index(n: int, pad: int) -> np.ndarray:
+    """Source indices of ``-pad .. n + pad - 1`` under OpenCV's BORDER_REFLECT_101 (``gfedcb|abcdefgh|gfedcba``;
+    repeated for sides shorter than ``pad``; 0 for a side of 1)."""
+    idx = np.arange(-pad, n + pad)
+    if n == 1:
+        return np.zeros_like(idx)
+    while (idx < 0).any() or (idx >= n).any():
+        idx = np.where(idx < 0, -idx, idx)
+        idx = np.where(idx >= n, 2 * n - 2 - idx, idx)
+    return idx
+
+
 def pyr_down(arr: np.ndarray) -> np.ndarray:
     """``cv2.pyrDown``: 5x5 binomial blur (reflect-101 border), keep even rows and columns."""
     h, w = arr.shape[:2]
+    rows, cols = reflect101_index(h, 2), reflect101_index(w, 2) + 2  # cols: indices into the padded rows
     p = np.empty((h + 4, w + 4, arr.shape[2]), dtype=np.uint16)
     p[2 : h + 2, 2 : w + 2] = arr
-    p[0:2, 2 : w + 2] = arr[2:0:-1] if h > 2 else arr[-1:0:-1][:2] if h > 1 else arr[:1]
-    p[h + 2 :, 2 : w + 2] = arr[h - 2 : h - 4 : -1] if h > 3 else arr[max(h - 2, 0) :: -1][:2] if h > 1 else arr[:1]
-    p[:, 0:2] = p[:, 4:2:-1] if w > 2 else p[:, 2:3]
-    p[:, w + 2 :] = p[:, w : w - 2 : -1] if w > 2 else p[:, w + 1 : w + 2]
+    p[:2, 2 : w + 2], p[h + 2 :, 2 : w + 2] = arr[rows[:2]], arr[rows[h + 2 :]]
+    p[:, :2], p[:, w + 2 :] = p[:, cols[:2]], p[:, cols[w + 2 :]]
     ow, oh = (w + 1) // 2, (h + 1) // 2
     span = 2 * ow - 1
     rows = p[:, 0:span:2] + 4 * p[:, 1 : span + 1 : 2] + 6 * p[:, 2 : span + 2 : 2] + 4 * p[:, 3 : span + 3 : 2] + p[:, 4 : span + 4 : 2]
