@@ -202,6 +202,20 @@ def plot_curves(study: dict, out: Path, regimes: list[str], path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- page
+def paired_table(w, study: dict, regime: str, key: str, title: str) -> None:
+    """Each consistency arm minus supervised-only, per head, on the runs' ``key`` sets, with verdicts."""
+    w(title)
+    w("| arm | head | difference | per seed | verdict |")
+    w("|---|---|---|---|---|")
+    for arm, (label, _) in FINETUNE_ARMS.items():
+        if arm == "supervised":
+            continue
+        for head in ("alignment", "vision"):
+            d = paired(per_seed(study, regime, arm, head, key), per_seed(study, regime, "supervised", head, key))
+            w(f"| {label} | {head} | {fmt(d)} | {', '.join(f'{x:+.1f}' for x in d) or '-'} | {verdict(d)} |")
+    w("")
+
+
 def finetune_section(w, study: dict, out: Path, regime: str) -> None:
     seeds = study["seeds"]
     tests = ", ".join(f"`{t}`" for t in study["regimes"][regime]["test"])
@@ -218,16 +232,7 @@ def finetune_section(w, study: dict, out: Path, regime: str) -> None:
         n = sum(teacher["test"][t]["evaluated"] for t in sets)
         acc = sum(teacher["test"][t]["vision"] * teacher["test"][t]["evaluated"] for t in sets) / n if n else math.nan
         w(f"\nThe source model alone (before fine-tuning, vision head): {acc:.1f} %.\n")
-    w("\nPaired per-seed differences against supervised-only (points, 95 % CI):\n")
-    w("| arm | head | difference | per seed | verdict |")
-    w("|---|---|---|---|---|")
-    for arm, (label, _) in FINETUNE_ARMS.items():
-        if arm == "supervised":
-            continue
-        for head in ("alignment", "vision"):
-            d = paired(per_seed(study, regime, arm, head), per_seed(study, regime, "supervised", head))
-            w(f"| {label} | {head} | {fmt(d)} | {', '.join(f'{x:+.1f}' for x in d) or '-'} | {verdict(d)} |")
-    w("")
+    paired_table(w, study, regime, "test", "\nPaired per-seed differences against supervised-only (points, 95 % CI):\n")
     checks = [flat_tail(curve(out, f"{regime}_supervised_s{s}", "alignment")) for s in seeds]
     rises = [f"seed {s}: {c[1]:+.1f}" + ("" if c[0] else " (still rising)") for s, c in zip(seeds, checks) if c]
     if rises:
@@ -257,16 +262,8 @@ def unseen_section(w, study: dict, regime: str) -> None:
         for head in ("alignment", "vision"):
             cells = [fmt(list(per_seed(study, regime, arm, head, "unseen", s).values())) for s in sets]
             w(f"| {label} | {head} | " + " | ".join(cells) + f" | {fmt(list(per_seed(study, regime, arm, head, 'unseen').values()))} |")
-    w("\nPaired per-seed differences against supervised-only on all unseen crops (points, 95 % CI):\n")
-    w("| arm | head | difference | per seed | verdict |")
-    w("|---|---|---|---|---|")
-    for arm, (label, _) in FINETUNE_ARMS.items():
-        if arm == "supervised":
-            continue
-        for head in ("alignment", "vision"):
-            d = paired(per_seed(study, regime, arm, head, "unseen"), per_seed(study, regime, "supervised", head, "unseen"))
-            w(f"| {label} | {head} | {fmt(d)} | {', '.join(f'{x:+.1f}' for x in d) or '-'} | {verdict(d)} |")
-    w("")
+    paired_table(w, study, regime, "unseen",
+                 "\nPaired per-seed differences against supervised-only on all unseen crops (points, 95 % CI):\n")
 
 
 def pseudo_section(w, study: dict, regime: str) -> None:
