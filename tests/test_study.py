@@ -107,6 +107,15 @@ def test_unseen_section_reports_each_set_and_the_paired_difference():
     assert empty == []
 
 
+def test_consistency_kinds_calibrate_beside_each_other(tmp_path):
+    """With two lanes the first two kinds run together: the two consistency kinds, as in the study."""
+    a = study_plan.regime_a(tmp_path / "a")
+    b = study_plan.Regime("B", ["l"], ["u"], ["v"], {"B_test": "t"}, ["tr"])
+    kinds = list(study_plan.calibration_kinds("finetune", [a, b]))
+    assert kinds[2:4] == ["ft_consistency_A", "ft_consistency_B"]
+    assert set(kinds[4:]) == {"ft_supervised_A", "ft_supervised_B"}
+
+
 def test_set_steps_replaces_the_planned_step_count():
     spec = {"steps": 5, "overrides": ["train.seed=0", "train.max_steps=5", "train.eval_every=1"]}
     study_plan.set_steps(spec, 300, 30)
