@@ -43,7 +43,6 @@ from semimtr_cli.fsutil import atomic_write_json  # noqa: E402
 from semimtr_cli.runtime import machine_record  # noqa: E402
 from semimtr_cli.data.augment import build_pipeline  # noqa: E402
 from semimtr_cli.data.augment_abinet import AbinetAugment  # noqa: E402
-from semimtr_cli.data.augment_photometric import abinet_motion_kernel  # noqa: E402
 from semimtr_cli.data.image import to_model_input  # noqa: E402
 from semimtr_cli.data.preview import dejavu_font  # noqa: E402
 
@@ -98,9 +97,7 @@ def abinet_pipelines(settings: list[dict], kind: str | None = None) -> list[Abin
     for k, st in enumerate(settings):
         if kind is None or st["geometry"] == kind:
             p = AbinetAugment(seed=k, geometry_type=st["geometry"])
-            size, angle = st["blur_size"], st["blur_angle"]
-            p.deterioration = {key: st[key] for key in ("noise_var", "blur_size", "blur_angle", "rescale_factor", "order")}
-            p.deterioration["_kernel"] = abinet_motion_kernel(size, angle) if size > 1 else None
+            p.deterioration = AbinetAugment.deterioration_settings(**{k2: v for k2, v in st.items() if k2 != "geometry"})
             out.append(p)
     return out
 

@@ -352,7 +352,6 @@ def main() -> None:
         "agreement_vs_fp32": agreements,
         "reference": REFERENCE,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.out, report)
     print("wrote", args.out)
 

@@ -83,8 +83,17 @@ class AbinetAugment(Pipeline):
         angle = float(rng.uniform(-90, 90))
         factor = int(round(float(rng.uniform(0, 4))))
         order = [str(s) for s in rng.permutation(["noise", "blur", "rescale"])]
-        kernel = ph.abinet_motion_kernel(size, angle) if size > 1 else None
-        return {"noise_var": var, "blur_size": size, "blur_angle": angle, "rescale_factor": factor, "order": order, "_kernel": kernel}
+        return AbinetAugment.deterioration_settings(var, size, angle, factor, order)
+
+    @staticmethod
+    def deterioration_settings(noise_var: int, blur_size: int, blur_angle: float, rescale_factor: int,
+                               order: list[str]) -> dict[str, Any]:
+        """The frozen deterioration of one construction (assign to ``.deterioration``): Gaussian
+        noise variance, motion-blur size (px) and angle (degrees), pyramid rescale factor, and the
+        order of the three steps; the blur kernel is built here once."""
+        kernel = ph.abinet_motion_kernel(blur_size, blur_angle) if blur_size > 1 else None
+        return {"noise_var": noise_var, "blur_size": blur_size, "blur_angle": blur_angle,
+                "rescale_factor": rescale_factor, "order": list(order), "_kernel": kernel}
 
     # ---- per-call
     def apply(self, arr, rng):

@@ -10,7 +10,6 @@ border is reproduced by edge-padding the input just enough to cover every sample
 from __future__ import annotations
 
 import functools
-
 import math
 
 import numpy as np
@@ -282,11 +281,11 @@ def reflect101_index(n: int, pad: int) -> np.ndarray:
 def pyr_down(arr: np.ndarray) -> np.ndarray:
     """``cv2.pyrDown``: 5x5 binomial blur (reflect-101 border), keep even rows and columns."""
     h, w = arr.shape[:2]
-    rows, cols = reflect101_index(h, 2), reflect101_index(w, 2) + 2  # cols: indices into the padded rows
+    src_rows, src_cols = reflect101_index(h, 2), reflect101_index(w, 2) + 2  # src_cols index the padded p
     p = np.empty((h + 4, w + 4, arr.shape[2]), dtype=np.uint16)
     p[2 : h + 2, 2 : w + 2] = arr
-    p[:2, 2 : w + 2], p[h + 2 :, 2 : w + 2] = arr[rows[:2]], arr[rows[h + 2 :]]
-    p[:, :2], p[:, w + 2 :] = p[:, cols[:2]], p[:, cols[w + 2 :]]
+    p[:2, 2 : w + 2], p[h + 2 :, 2 : w + 2] = arr[src_rows[:2]], arr[src_rows[h + 2 :]]
+    p[:, :2], p[:, w + 2 :] = p[:, src_cols[:2]], p[:, src_cols[w + 2 :]]
     ow, oh = (w + 1) // 2, (h + 1) // 2
     span = 2 * ow - 1
     rows = p[:, 0:span:2] + 4 * p[:, 1 : span + 1 : 2] + 6 * p[:, 2 : span + 2 : 2] + 4 * p[:, 3 : span + 3 : 2] + p[:, 4 : span + 4 : 2]

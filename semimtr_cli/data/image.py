@@ -7,8 +7,8 @@ The official code resizes with OpenCV ``INTER_LINEAR`` on uint8 (no antialiasing
 rounded to uint8). We resize with ``torch.nn.functional.interpolate(mode="bilinear",
 align_corners=False, antialias=False)`` on the uint8 image -- the same sampling grid, fixed-point
 weights, rounded -- so results agree with OpenCV's within one grey level. PIL's ``BILINEAR`` is
-*not* used: it antialiases when shrinking and would shift
-the input distribution away from the official checkpoints'.
+*not* used: it antialiases when shrinking and would shift the input distribution away from the
+official checkpoints'.
 """
 
 from __future__ import annotations
