@@ -21,10 +21,11 @@ COMMANDS = {
     "loader_speed": "python benchmarks/loader_speed.py",
     "eval_speed": "python benchmarks/eval_speed.py --threads 2",
     "build_lmdb_speed": "python benchmarks/build_lmdb_speed.py",
-    "augment_speed": "python benchmarks/augment_speed.py",
+    "augment_speed": "python benchmarks/augment_speed.py --crops IC15_TRAIN_CROPS --official-repo CLONE "
+                     "--official-python OFFICIAL_PY --rounds 5",
     "memory": "python benchmarks/memory.py",
     "convergence": "python benchmarks/convergence.py --from-runs runs/tiny-vision runs/tiny-lm runs/tiny-finetune",
-    "model_speed_onnx": "python benchmarks/model_speed.py --threads 2 --models full --modes eval --batch-sizes 32 "
+    "model_speed_onnx": "python benchmarks/model_speed.py --threads 1 --models full --modes eval --batch-sizes 32 "
                         "--variants fp32 onnx onnx-int8 --official-repo CLONE --agreement-images 0 "
                         "--out benchmarks/results/model_speed_onnx.json",
     "model_agreement_trained_tiny": "python benchmarks/model_speed.py --checkpoint CKPT --agreement-images 600 "
