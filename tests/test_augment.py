@@ -186,6 +186,40 @@ def test_pyr_down_halves_size_and_keeps_flat_levels():
     assert geo.pyr_down(np.zeros((31, 69, 3), np.uint8)).shape == (16, 35, 3)
 
 
+def test_pyr_down_equals_the_direct_5x5_binomial():
+    """The planar two-pass version against the definition: the 5x5 outer product of 1-4-6-4-1 over a
+    reflect-101 padding (numpy's "reflect"), every second pixel, (sum + 128) >> 8."""
+    rng = np.random.default_rng(3)
+    taps = np.outer([1, 4, 6, 4, 1], [1, 4, 6, 4, 1])
+    for h, w in ((3, 3), (7, 12), (31, 69), (32, 128), (17, 5)):
+        img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        p = np.pad(img.astype(np.int64), ((2, 2), (2, 2), (0, 0)), mode="reflect")
+        full = sum(taps[dy, dx] * p[dy : dy + h, dx : dx + w] for dy in range(5) for dx in range(5))
+        ref = ((full[::2, ::2] + 128) >> 8).astype(np.uint8)
+        assert np.array_equal(geo.pyr_down(img), ref), (h, w)
+
+
+def test_pad_edges_replicates_like_numpy_edge_mode():
+    img = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    for sides in ((0, 0, 0, 0), (3, 0, 2, 9), (0, 4, 0, 1), (6, 6, 6, 6)):
+        t, b, l, r = sides
+        assert np.array_equal(geo.pad_edges(img, *sides), np.pad(img, ((t, b), (l, r), (0, 0)), mode="edge")), sides
+
+
+def test_bilinear_enlarge_equals_pil_and_contrast_equals_image_enhance():
+    """Speed-ups that must not change a pixel: torch's uint8 bilinear enlargement (the rescale's
+    way up) against PIL's, and the contrast jitter against ``ImageEnhance.Contrast``."""
+    from PIL import ImageEnhance
+
+    rng = np.random.default_rng(4)
+    img = rng.integers(0, 256, (23, 61, 3), dtype=np.uint8)
+    pil = Image.fromarray(img)
+    for w, h in ((256, 64), (128, 32), (61, 40)):
+        assert np.array_equal(geo.resize_cv2_like(img, w, h, geo.LINEAR), np.asarray(pil.resize((w, h), Image.Resampling.BILINEAR)))
+    for factor in (0.0, 0.5, 0.93, 1.5, 2.7):
+        assert np.array_equal(np.asarray(ph.jitter_contrast(pil, factor)), np.asarray(ImageEnhance.Contrast(pil).enhance(factor)))
+
+
 def test_pyr_down_reflects_short_sides_as_opencv():
     """BORDER_REFLECT_101 on a side of 2 repeats the reflection: rows -2..3 of [a0, a1] are
     a0 a1 | a0 a1 | a0 a1, so the single output row is (8 a0 + 8 a1) / 16 (cv2.pyrDown gives 80 here)."""

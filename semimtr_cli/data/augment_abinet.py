@@ -36,8 +36,8 @@ class AbinetAugment(Pipeline):
     * colour jitter (p ``color_p``): torchvision ``ColorJitter(0.5, 0.5, 0.5, 0.1)`` semantics
       on PIL (random order of brightness/contrast/saturation/hue, fresh factors per call).
 
-    Differences: warps/resizes run in PIL (same sampling geometry as OpenCV, bicubic kernel
-    a = -0.5 vs OpenCV's -0.75); motion-blur sizes above 5 (probability ~0) are clipped to 5;
+    Differences: warps and resizes run in PIL, bilinear resizes in torch's uint8 kernel (same
+    sampling geometry as OpenCV, bicubic kernel a = -0.5 vs OpenCV's -0.75); motion-blur sizes above 5 (probability ~0) are clipped to 5;
     borders of filters are replicated where OpenCV reflects.
     """
 
