@@ -30,6 +30,7 @@ COMMANDS = {
                         "--out benchmarks/results/model_speed_onnx.json",
     "model_agreement_trained_tiny": "python benchmarks/model_speed.py --checkpoint CKPT --agreement-images 600 "
                                     "--out benchmarks/results/model_agreement_trained_tiny.json",
+    "int8_sensitivity": "python benchmarks/int8_sensitivity.py --checkpoint CKPT [CKPT ...] --lmdb LMDB [LMDB ...]",
     "gpu_check": "python benchmarks/gpu_check.py  (on a GPU machine; --dry-run on a CPU checks the plumbing)",
 }
 
@@ -134,6 +135,20 @@ def agreement_section(d: dict | None) -> list[str]:
         if "fp32_distinct_words" in a:
             L.append(f"| {model} | (fp32 distinct predicted words: {a['fp32_distinct_words']}) | | | {fmt(speed.get((model, 'fp32')))} |")
     L.append("")
+    return L
+
+
+def int8_section(d: dict | None) -> list[str]:
+    L = ["## int8 on trained models: which layers keep the words?", ""]
+    if d is None:
+        return L + missing("int8_sensitivity")
+    L += [machine_line(d), "", f"{d.get('quantisation', '')}; head: {d.get('head', '')}.", "",
+          "| checkpoint | crops | quantised | weight MatMuls | same words as fp32 |", "|---|---|---|---|---|"]
+    for r in d.get("results", []):
+        for name, g in r["groups"].items():
+            L.append(f"| `{r['checkpoint']}` | {r['images']} of `{r['lmdb']}` | {name} | {g['nodes']} | "
+                     f"{g['fraction'] * 100:.1f}% |")
+    L += ["", "The speed of the int8 graph is model_speed's `onnx-int8` row above; the tool ships no int8 path.", ""]
     return L
 
 
@@ -382,6 +397,7 @@ def build_page(results: Path, page: Path) -> str:
     L += model_section(docs["model_speed_onnx"], "model_speed_onnx",
                        "CPU inference paths against the official fp32 modules (paper-size model, eval)")
     L += agreement_section(docs["model_agreement_trained_tiny"])
+    L += int8_section(docs["int8_sensitivity"])
     L += train_section(docs["train_speed"])
     L += loader_section(docs["loader_speed"])
     L += augment_section(docs["augment_speed"])
