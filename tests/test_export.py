@@ -108,3 +108,28 @@ def test_export_errors(ckpts, tmp_path):
     assert not (tmp_path / "lm.onnx").exists()
     res = CliRunner().invoke(app, ["read", str(paths["full"]), str(tmp_path), "--backend", "onnx"])
     assert res.exit_code != 0 and "Traceback" not in res.output
+
+
+def test_int8_sensitivity_finds_the_weight_matmuls_and_quantises_them(ckpts, tmp_path):
+    """benchmarks/int8_sensitivity.py's groups: the MatMuls with a weight input (linear layers),
+    never the attention products of two activations; a quantised group runs and reads."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import int8_sensitivity as s8
+
+    from semimtr_cli.export import export_onnx
+
+    src = tmp_path / "full.onnx"
+    export_onnx(ckpts[1]["full"], src, check=0)
+    nodes = s8.weight_matmuls(src)
+    graph = onnx.load(str(src)).graph
+    all_mm = [n.name for n in graph.node if n.op_type == "MatMul"]
+    assert nodes and set(nodes) < set(all_mm)  # some MatMuls multiply two activations
+    assert any(n.startswith("/model/vision/") for n in nodes) and any(n.startswith("/model/language/") for n in nodes)
+    q = s8.quantize(src, tmp_path / "q.onnx", nodes)
+    ops = {n.op_type for n in onnx.load(str(q)).graph.node}
+    assert "DynamicQuantizeLinear" in ops or "MatMulInteger" in ops
+    words = s8.words(q, torch.randn(3, 3, 32, 128))
+    assert len(words) == 3
