@@ -37,8 +37,9 @@ class AbinetAugment(Pipeline):
       on PIL (random order of brightness/contrast/saturation/hue, fresh factors per call).
 
     Differences: warps and resizes run in PIL, bilinear resizes in torch's uint8 kernel (same
-    sampling geometry as OpenCV, bicubic kernel a = -0.5 vs OpenCV's -0.75); motion-blur sizes above 5 (probability ~0) are clipped to 5;
-    borders of filters are replicated where OpenCV reflects.
+    sampling geometry as OpenCV, bicubic kernel a = -0.5 vs OpenCV's -0.75); motion-blur sizes
+    above 5 (probability ~0) are clipped to 5; borders of filters are replicated where OpenCV
+    reflects.
     """
 
     name = "abinet"
