@@ -105,6 +105,16 @@ def test_bad_mixes_are_errors():
         CropDataset("/no/such/lmdb", CS)
 
 
+def test_text_corpus_keeps_every_occurrence_in_order_and_counts_skips_per_occurrence():
+    """Repeated words are encoded once but stay where they occur; a skipped word counts each time."""
+    words = ["the", "!!", "Cat", "the", "a", "!!", "cat", "the"]
+    ds = TextCorpusDataset(words, CS, min_length=2)
+    assert [ds.word(i) for i in range(len(ds))] == ["the", "cat", "the", "cat", "the"]
+    assert ds.stats.kept == 5 and ds.stats.total == 8
+    assert ds.stats.skipped == {"empty after normalisation": 2, "shorter than 2 characters": 1}
+    assert [int(ds[i]["length"]) for i in range(len(ds))] == [4, 4, 4, 4, 4]
+
+
 def test_text_corpus_formats(tmp_path):
     (tmp_path / "w.txt").write_text("Hello\nworld\n\n!!!\n", encoding="utf-8")
     (tmp_path / "t.txt").write_text("the quick brown\nfox", encoding="utf-8")

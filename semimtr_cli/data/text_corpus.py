@@ -101,18 +101,29 @@ class TextCorpusDataset(Dataset):
         self.seed = seed
         self.stats = FilterStats(total=len(words))
         dtype = np.uint8 if charset.num_classes <= 256 else np.int32
-        rows = []
+        # Each distinct word is normalised and encoded once (a Zipf corpus repeats its words:
+        # 400 000 occurrences of 20 000 words took 4.7 s one by one); skips count per occurrence.
+        row_of: dict[str, int | str] = {}  # word -> its row in ``distinct``, or why it is skipped
+        distinct, index = [], []
         for w in words:
-            text, why = charset.normalize_with_reason(w)
-            if text is None or len(text) < min_length:
-                self.stats.add_skip(why or f"shorter than {min_length} characters")
-                continue
-            rows.append(charset.encode_padded(text)[0])
-        if not rows:
+            k = row_of.get(w)
+            if k is None:
+                text, why = charset.normalize_with_reason(w)
+                if text is None or len(text) < min_length:
+                    k = why or f"shorter than {min_length} characters"
+                else:
+                    k = len(distinct)
+                    distinct.append(charset.encode_padded(text)[0])
+                row_of[w] = k
+            if isinstance(k, str):
+                self.stats.add_skip(k)
+            else:
+                index.append(k)
+        if not index:
             raise SemimtrError(f"{source}: no usable word (of {len(words)}) after normalisation: {self.stats.skipped}")
-        self._ids = np.asarray(rows, dtype=dtype)
+        self._ids = np.asarray(distinct, dtype=dtype)[np.asarray(index, dtype=np.int64)]
         self._lengths = (self._ids != 0).sum(axis=1).astype(np.int64) + 1
-        self.stats.kept = len(rows)
+        self.stats.kept = len(index)
 
     @classmethod
     def from_file(cls, path: str | Path, charset: Charset, *, fmt: str = "auto", column: str | None = None, min_length: int = 1):
