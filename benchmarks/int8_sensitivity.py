@@ -59,8 +59,9 @@ def quantize(src: Path, dst: Path, nodes: list[str]) -> Path:
     return dst
 
 
-def words(onnx_path: Path, images: torch.Tensor, batch: int = 32) -> list[str]:
-    predictor = OnnxPredictor(onnx_path, threads=torch.get_num_threads())
+def words(source: Path | OnnxPredictor, images: torch.Tensor, batch: int = 32) -> list[str]:
+    """Greedy alignment-head words of an ONNX file (or an open predictor) on ``images``."""
+    predictor = source if isinstance(source, OnnxPredictor) else OnnxPredictor(source, threads=torch.get_num_threads())
     out = []
     for i in range(0, len(images), batch):
         logits = predictor.forward(images[i:i + batch]).heads[HEAD].logits
@@ -74,9 +75,10 @@ def sensitivity(checkpoint: Path, lmdb: Path, n_images: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="int8-sensitivity-") as tmp:
         fp32 = Path(tmp) / "fp32.onnx"
         export_onnx(checkpoint, fp32, check=0)
-        cfg = OnnxPredictor(fp32).config
+        predictor = OnnxPredictor(fp32, threads=torch.get_num_threads())
+        cfg = predictor.config
         images = torch.stack([to_model_input(im, cfg.image_h, cfg.image_w) for im in lmdb_images(lmdb, n_images)])
-        ref = words(fp32, images)
+        ref = words(predictor, images)
         nodes = weight_matmuls(fp32)
         vision = [n for n in nodes if n.startswith("/model/vision/")]
         groups = {"all": nodes, "vision": vision, "language+alignment": [n for n in nodes if n not in vision]}

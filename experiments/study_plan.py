@@ -59,7 +59,7 @@ def calibration_kinds(plan: str, regimes: list["Regime"]) -> dict[str, tuple[str
         kinds["teacher"] = ("pretrain_vision.yaml", [], regimes[0].valid[0])
         return kinds
     # consistency kinds first, so that with two lanes they calibrate beside each other, as 18 of the
-    # 24 fine-tuning runs run: calibrated beside a supervised run, they ran 20-35 % faster than in
+    # 24 fine-tuning runs run: calibrated beside a supervised run, they ran 20-25 % faster than in
     # the study itself (two consistency runs share the memory bandwidth of the two cores)
     for arm in ("semimtr", "supervised"):
         for r in regimes:

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from semimtr_cli.data import augment_geometry as geo
+from semimtr_cli.data.augment_base import pad_edges
 from semimtr_cli.data import augment_photometric as ph
 from semimtr_cli.data.augment import build_pipeline, two_view
 from semimtr_cli.data.preview import pipeline_views
@@ -203,7 +204,7 @@ def test_pad_edges_replicates_like_numpy_edge_mode():
     img = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
     for sides in ((0, 0, 0, 0), (3, 0, 2, 9), (0, 4, 0, 1), (6, 6, 6, 6)):
         t, b, l, r = sides
-        assert np.array_equal(geo.pad_edges(img, *sides), np.pad(img, ((t, b), (l, r), (0, 0)), mode="edge")), sides
+        assert np.array_equal(pad_edges(img, *sides), np.pad(img, ((t, b), (l, r), (0, 0)), mode="edge")), sides
 
 
 def test_bilinear_enlarge_equals_pil_and_contrast_equals_image_enhance():

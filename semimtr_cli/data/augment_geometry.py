@@ -69,21 +69,17 @@ def warp(arr: np.ndarray, inverse: np.ndarray, out_w: int, out_h: int, interpola
     # PIL maps continuous output coordinates (pixel centre at i + 0.5) to continuous input ones:
     # shift by -0.5 into OpenCV pixel coordinates, apply ``inverse``, add the padding and +0.5.
     sx, sy = left + 0.5, top + 0.5
-    row_x = (a, b, c - 0.5 * (a + b))
-    row_y = (d, e, f - 0.5 * (d + e))
-    row_z = (g, k, m - 0.5 * (g + k))
+    z_row = (g, k, m - 0.5 * (g + k))
+    x_row = [v + sx * zv for v, zv in zip((a, b, c - 0.5 * (a + b)), z_row)]
+    y_row = [v + sy * zv for v, zv in zip((d, e, f - 0.5 * (d + e)), z_row)]
+    z = z_row[2]
+    data = tuple(v / z for v in (*x_row, *y_row))
     img = to_pil(arr)
-    resample = _PIL_WARP[interpolation]
     if abs(g) < 1e-12 and abs(k) < 1e-12:
-        z = row_z[2]
-        data = tuple(v / z for v in (row_x[0], row_x[1], row_x[2] + sx * z, row_y[0], row_y[1], row_y[2] + sy * z))
-        out = img.transform((out_w, out_h), Image.Transform.AFFINE, data, resample=resample)
+        out = img.transform((out_w, out_h), Image.Transform.AFFINE, data, resample=_PIL_WARP[interpolation])
     else:
-        mx = [row_x[i] + sx * row_z[i] for i in range(3)]
-        my = [row_y[i] + sy * row_z[i] for i in range(3)]
-        z = row_z[2]
-        data = (mx[0] / z, mx[1] / z, mx[2] / z, my[0] / z, my[1] / z, my[2] / z, row_z[0] / z, row_z[1] / z)
-        out = img.transform((out_w, out_h), Image.Transform.PERSPECTIVE, data, resample=resample)
+        out = img.transform((out_w, out_h), Image.Transform.PERSPECTIVE, data + (g / z, k / z),
+                            resample=_PIL_WARP[interpolation])
     return out if as_image else np.asarray(out)
 
 

@@ -121,8 +121,7 @@ def normalize_levels(levels: torch.Tensor) -> torch.Tensor:
     """(..., 3, H, W) 0..255 levels (any dtype, on the CPU) -> ImageNet-normalised contiguous
     float32, same shape. (Writing into a preallocated contiguous ``out=`` from the resize's
     output took twice as long on word crops.)"""
-    out = torch.mul(levels, _SCALE).sub_(_SHIFT)  # uint8 * float32 -> float32
-    return out if out.is_contiguous() else out.contiguous()
+    return torch.mul(levels, _SCALE).sub_(_SHIFT).contiguous()  # uint8 * float32 -> float32
 
 
 def to_model_input(img: Image.Image | np.ndarray, height: int = DEFAULT_HEIGHT, width: int = DEFAULT_WIDTH) -> torch.Tensor:
