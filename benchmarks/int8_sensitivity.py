@@ -12,6 +12,10 @@ and reports, per group, the fraction of ``--images`` crops (the first of ``--lmd
 alignment-head word equals the fp32 graph's. Agreement only: nothing is timed (speed is
 model_speed.py's ``onnx-int8`` variant). Writes benchmarks/results/int8_sensitivity.json.
 
+For scale, the same fraction for the fp32 graph itself on inputs perturbed by uniform noise of
++-0.5 and +-1 grey level (``fp32, input +-L grey``): a change smaller than the 8-bit rounding of
+the crop. A model whose words flip under that noise cannot keep them under any int8 scheme.
+
     python benchmarks/int8_sensitivity.py --checkpoint runs/tiny-finetune/best.pt --lmdb data/synth/test_wild
 """
 
@@ -29,13 +33,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from model_speed import lmdb_images  # noqa: E402
-from semimtr_cli.data.image import to_model_input  # noqa: E402
+from semimtr_cli.data.image import IMAGENET_STD, to_model_input  # noqa: E402
 from semimtr_cli.export import OnnxPredictor, export_onnx  # noqa: E402
 from semimtr_cli.fsutil import atomic_write_json  # noqa: E402
 from semimtr_cli.predict import decode_logits  # noqa: E402
 from semimtr_cli.runtime import machine_record  # noqa: E402
 
 HEAD = "alignment"
+NOISE_GREY_LEVELS = (0.5, 1.0)
 
 
 def weight_matmuls(onnx_path: Path) -> list[str]:
@@ -69,6 +74,14 @@ def words(source: Path | OnnxPredictor, images: torch.Tensor, batch: int = 32) -
     return out
 
 
+def perturbed(images: torch.Tensor, grey_levels: float, seed: int = 0) -> torch.Tensor:
+    """``images`` (N, 3, H, W, model input units) plus uniform noise of +-``grey_levels`` / 255 in
+    [0, 1] pixel units, i.e. divided by each channel's normalisation std."""
+    g = torch.Generator().manual_seed(seed)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return images + (torch.rand(images.shape, generator=g) * 2 - 1) * (grey_levels / 255) / std
+
+
 def sensitivity(checkpoint: Path, lmdb: Path, n_images: int) -> dict:
     """{group: {"nodes", "same_words", "fraction"}} for one checkpoint on the first ``n_images`` crops
     of ``lmdb``, plus the fp32 graph's number of distinct words."""
@@ -89,6 +102,11 @@ def sensitivity(checkpoint: Path, lmdb: Path, n_images: int) -> dict:
             same = sum(a == b for a, b in zip(ref, got))
             out["groups"][name] = {"nodes": len(group), "same_words": same, "fraction": round(same / len(ref), 4)}
             print(f"{checkpoint} {name}: {same}/{len(ref)} same words", flush=True)
+        for level in NOISE_GREY_LEVELS:
+            got = words(predictor, perturbed(images, level))
+            same = sum(a == b for a, b in zip(ref, got))
+            out["groups"][f"fp32, input +-{level:g} grey"] = {"nodes": 0, "same_words": same, "fraction": round(same / len(ref), 4)}
+            print(f"{checkpoint} fp32 input +-{level:g} grey: {same}/{len(ref)} same words", flush=True)
     return out
 
 

@@ -133,3 +133,20 @@ def test_int8_sensitivity_finds_the_weight_matmuls_and_quantises_them(ckpts, tmp
     assert "DynamicQuantizeLinear" in ops or "MatMulInteger" in ops
     words = s8.words(q, torch.randn(3, 3, 32, 128))
     assert len(words) == 3
+
+
+def test_int8_sensitivity_noise_floor_is_within_the_grey_levels_asked():
+    """The noise-floor inputs differ from the originals by at most the asked grey levels (in
+    0..255 pixel units after undoing the normalisation), are seeded, and are not a no-op."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import int8_sensitivity as s8
+
+    from semimtr_cli.data.image import IMAGENET_STD
+
+    x = torch.zeros(4, 3, 8, 16)
+    d = (s8.perturbed(x, 0.5) - x) * torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255
+    assert d.abs().max() <= 0.5 + 1e-5 and d.abs().max() > 0.4
+    assert torch.equal(s8.perturbed(x, 0.5), s8.perturbed(x, 0.5))

@@ -269,3 +269,48 @@ def test_quick_study_keeps_budget_and_writes_page(tmp_path):
     assert "--quick smoke run" in text and "Teacher gate" in text and "results-vision.md" in text
     for png in ("accuracy.png", "pseudo_labels.png", "curves.png"):
         assert (page.parent / "results" / png).stat().st_size > 1000
+
+
+def test_reused_runs_get_the_unseen_sets_they_lack(tmp_path, monkeypatch):
+    """score_unseen_of_reused scores only finished runs whose result.json lacks some --unseen set,
+    keeps the scores already there, skips failed runs and runs without --unseen, and rewrites
+    result.json in place."""
+    import run_study
+    from study_pool import Job, Pool
+
+    calls = []
+
+    def fake_score(ckpt, sets, heads):
+        calls.append((Path(ckpt).name, sorted(sets)))
+        return {name: {h: 50.0 for h in heads} | {"evaluated": 3} for name in sets}
+
+    monkeypatch.setattr(run_study, "score_sets", fake_score)
+    want = {"sets": {"U_IIIT5k": "a", "U_SVT": "b"}, "heads": ["alignment"]}
+    stored = {"U_IIIT5k": {"alignment": 1.0, "evaluated": 3}, "U_SVT": {"alignment": 2.0, "evaluated": 3}}
+    cases = {  # name: (status, spec unseen, result "unseen" field)
+        "lacks": ("done", want, None),
+        "partial": ("done", want, {"U_IIIT5k": stored["U_IIIT5k"]}),
+        "complete": ("done", want, stored),
+        "failed": ("failed", want, None),
+        "not_asked": ("done", None, None),
+    }
+    jobs = []
+    for name, (status, unseen, have) in cases.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "result.json").write_text(json.dumps({"checkpoint": "best.pt", "unseen": have, "keep": name}))
+        jobs.append(Job(name, "ft_sup", {"unseen": unseen}, status=status))
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        done = run_study.score_unseen_of_reused(jobs, Pool(tmp_path, 1, 0.0, Path("unused")))
+    finally:
+        torch.set_num_threads(threads)  # the function sets the threads for its scoring
+    assert done == ["lacks", "partial"]
+    assert calls == [("best.pt", ["U_IIIT5k", "U_SVT"])] * 2
+    for name in ("lacks", "partial"):
+        result = json.loads((tmp_path / name / "result.json").read_text())
+        assert result["keep"] == name and set(result["unseen"]) == {"U_IIIT5k", "U_SVT"}
+        assert result["unseen"]["U_SVT"] == {"alignment": 50.0, "evaluated": 3}
+    assert json.loads((tmp_path / "complete" / "result.json").read_text())["unseen"] == stored
+    assert json.loads((tmp_path / "failed" / "result.json").read_text())["unseen"] is None
