@@ -142,12 +142,25 @@ def int8_section(d: dict | None) -> list[str]:
     L = ["## int8 on trained models: which layers keep the words?", ""]
     if d is None:
         return L + missing("int8_sensitivity")
-    L += [machine_line(d), "", f"{d.get('quantisation', '')}; head: {d.get('head', '')}.", "",
-          "| checkpoint | crops | quantised | weight MatMuls | same words as fp32 |", "|---|---|---|---|---|"]
+    L += [machine_line(d), "", f"{d.get('quantisation', '')}; head: {d.get('head', '')}.", ""]
+    noise = [k for k in (d.get("results") or [{}])[0].get("groups", {}) if k.startswith("fp32, input")]
+    if noise:
+        L += ["Same words as the fp32 graph: int8 against the fp32 graph's own stability under input noise "
+              "at the scale of the crop's own 8-bit rounding (uniform, +-0.5 and +-1 grey level of 0..255):", "",
+              "| checkpoint | crops | int8 all | int8 language+alignment | " + " | ".join(noise) + " |",
+              "|---|---|---|---|" + "---|" * len(noise)]
+        for r in d["results"]:
+            g = r["groups"]
+            L.append(f"| `{r['checkpoint']}` | {r['images']} of `{r['lmdb']}` | {g['all']['fraction'] * 100:.1f}% | "
+                     f"{g['language+alignment']['fraction'] * 100:.1f}% | "
+                     + " | ".join(f"{g[k]['fraction'] * 100:.1f}%" for k in noise) + " |")
+        L += ["", "Per group of quantised MatMuls:", ""]
+    L += ["| checkpoint | crops | quantised | weight MatMuls | same words as fp32 |", "|---|---|---|---|---|"]
     for r in d.get("results", []):
         for name, g in r["groups"].items():
-            L.append(f"| `{r['checkpoint']}` | {r['images']} of `{r['lmdb']}` | {name} | {g['nodes']} | "
-                     f"{g['fraction'] * 100:.1f}% |")
+            if not name.startswith("fp32, input"):
+                L.append(f"| `{r['checkpoint']}` | {r['images']} of `{r['lmdb']}` | {name} | {g['nodes']} | "
+                         f"{g['fraction'] * 100:.1f}% |")
     L += ["", "The speed of the int8 graph is model_speed's `onnx-int8` row above; the tool ships no int8 path.", ""]
     return L
 
