@@ -140,12 +140,12 @@ STREAMED = ["data.labeled=[]", "data.unlabeled=[]", "data.valid=[]", "data.valid
 def test_kill9_then_resume_gives_same_weights(data, tmp_path, source):
     sets = []
     chosen = data_sets(data) if source == "lmdb" else STREAMED
-    for s in MICRO + chosen + ["train.max_steps=24", "train.save_every=4"]:
+    for s in MICRO + chosen + ["train.max_steps=24", "train.save_every=4", "train.threads=1"]:
         sets += ["--set", s]
     base = ["pretrain-vision", "--recipe", str(TINY / "pretrain_vision.yaml"), *sets]
-    ref = _run_cli(base + ["--out", str(tmp_path / "ref")])
-    assert ref.wait(timeout=300) == 0, ref.stdout.read()
-    victim = _run_cli(base + ["--out", str(tmp_path / "victim")])
+    one_thread = {"env": dict(os.environ, OMP_NUM_THREADS="1")}  # the two runs share the cores: no OpenMP spin
+    ref = _run_cli(base + ["--out", str(tmp_path / "ref")], **one_thread)
+    victim = _run_cli(base + ["--out", str(tmp_path / "victim")], **one_thread)
     metrics = tmp_path / "victim" / "metrics.jsonl"
     deadline = time.time() + 300
     while time.time() < deadline and victim.poll() is None:
@@ -155,8 +155,9 @@ def test_kill9_then_resume_gives_same_weights(data, tmp_path, source):
             break
         time.sleep(0.02)
     assert victim.wait(timeout=60) == -signal.SIGKILL, "the run finished before it could be killed"
+    assert ref.wait(timeout=300) == 0, ref.stdout.read()
     assert load_checkpoint(tmp_path / "victim" / "last.pt")["loop_state"]["step"] < 24
-    resumed = _run_cli(["pretrain-vision", "--resume", str(tmp_path / "victim")])
+    resumed = _run_cli(["pretrain-vision", "--resume", str(tmp_path / "victim")], **one_thread)
     assert resumed.wait(timeout=300) == 0, resumed.stdout.read()
     a = load_checkpoint(tmp_path / "ref" / "last.pt")
     b = load_checkpoint(tmp_path / "victim" / "last.pt")
