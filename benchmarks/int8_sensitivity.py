@@ -8,7 +8,9 @@ activation-by-activation products such as attention scores stay fp32), in these 
 * ``all``: every weight MatMul; ``vision``: those of the vision model; ``language+alignment``:
   the rest; ``vision:<node>``: each vision weight MatMul alone (which layer costs the words).
 
-and reports, per group, the fraction of ``--images`` crops (the first of ``--lmdb``) whose greedy
+plus ``all`` under the other weight schemes of quantize_dynamic (``all, per-channel weights``,
+``all, uint8 weights``, ``all, reduced range``: the usual remedies for accuracy loss and for the
+int16 saturation of AVX2 kernels without VNNI), and reports, per group, the fraction of ``--images`` crops (the first of ``--lmdb``) whose greedy
 alignment-head word equals the fp32 graph's. Agreement only: nothing is timed (speed is
 model_speed.py's ``onnx-int8`` variant). Writes benchmarks/results/int8_sensitivity.json.
 
@@ -52,13 +54,21 @@ def weight_matmuls(onnx_path: Path) -> list[str]:
     return [n.name for n in graph.node if n.op_type == "MatMul" and any(i in consts for i in n.input)]
 
 
-def quantize(src: Path, dst: Path, nodes: list[str]) -> Path:
+#: quantize_dynamic settings besides the default (int8 weights, one scale per weight tensor)
+SCHEMES = {"per-channel weights": {"per_channel": True}, "uint8 weights": {"weight_type": "QUInt8"},
+           "reduced range": {"reduce_range": True}}
+
+
+def quantize(src: Path, dst: Path, nodes: list[str], scheme: dict | None = None) -> Path:
+    """``src`` with the MatMul ``nodes`` quantised dynamically (int8 weights unless ``scheme``, one of
+    :data:`SCHEMES`, says otherwise) written to ``dst``."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    kw = {"weight_type": "QInt8"} | (scheme or {})
+    kw["weight_type"] = getattr(QuantType, kw["weight_type"])
     logging.disable(logging.WARNING)  # the quantiser logs advice on the root logger
     try:
-        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"],
-                         nodes_to_quantize=nodes)
+        quantize_dynamic(str(src), str(dst), op_types_to_quantize=["MatMul"], nodes_to_quantize=nodes, **kw)
     finally:
         logging.disable(logging.NOTSET)
     return dst
@@ -96,9 +106,10 @@ def sensitivity(checkpoint: Path, lmdb: Path, n_images: int) -> dict:
         vision = [n for n in nodes if n.startswith("/model/vision/")]
         groups = {"all": nodes, "vision": vision, "language+alignment": [n for n in nodes if n not in vision]}
         groups |= {f"vision:{n}": [n] for n in vision}
+        runs = [(name, group, None) for name, group in groups.items()] + [(f"all, {s}", nodes, kw) for s, kw in SCHEMES.items()]
         out = {"checkpoint": str(checkpoint), "lmdb": str(lmdb), "images": len(ref), "fp32_distinct_words": len(set(ref)), "groups": {}}
-        for k, (name, group) in enumerate(groups.items()):
-            got = words(quantize(fp32, Path(tmp) / f"q{k}.onnx", group), images)
+        for k, (name, group, scheme) in enumerate(runs):
+            got = words(quantize(fp32, Path(tmp) / f"q{k}.onnx", group, scheme), images)
             same = sum(a == b for a, b in zip(ref, got))
             out["groups"][name] = {"nodes": len(group), "same_words": same, "fraction": round(same / len(ref), 4)}
             print(f"{checkpoint} {name}: {same}/{len(ref)} same words", flush=True)

@@ -143,22 +143,24 @@ def int8_section(d: dict | None) -> list[str]:
     if d is None:
         return L + missing("int8_sensitivity")
     L += [machine_line(d), "", f"{d.get('quantisation', '')}; head: {d.get('head', '')}.", ""]
-    noise = [k for k in (d.get("results") or [{}])[0].get("groups", {}) if k.startswith("fp32, input")]
+    first = (d.get("results") or [{}])[0].get("groups", {})
+    noise = [k for k in first if k.startswith("fp32, input")]
     if noise:
-        L += ["Same words as the fp32 graph: int8 against the fp32 graph's own stability under input noise "
-              "at the scale of the crop's own 8-bit rounding (uniform, +-0.5 and +-1 grey level of 0..255):", "",
-              "| checkpoint | crops | int8 all | int8 language+alignment | " + " | ".join(noise) + " |",
-              "|---|---|---|---|" + "---|" * len(noise)]
+        cols = ["all"] + [k for k in first if k.startswith("all, ")] + ["language+alignment"] + noise
+        L += ["Same words as the fp32 graph: int8 (every weight MatMul, under each weight scheme; the language and "
+              "alignment MatMuls only) against the fp32 graph's own stability under input noise at the scale of the "
+              "crop's own 8-bit rounding (uniform, +-0.5 and +-1 grey level of 0..255):", "",
+              "| checkpoint | crops | " + " | ".join(c if c.startswith("fp32") else f"int8 {c}" for c in cols) + " |",
+              "|---|---|" + "---|" * len(cols)]
         for r in d["results"]:
             g = r["groups"]
-            L.append(f"| `{r['checkpoint']}` | {r['images']} of `{r['lmdb']}` | {g['all']['fraction'] * 100:.1f}% | "
-                     f"{g['language+alignment']['fraction'] * 100:.1f}% | "
-                     + " | ".join(f"{g[k]['fraction'] * 100:.1f}%" for k in noise) + " |")
+            L.append(f"| `{r['checkpoint']}` | {r['images']} of `{r['lmdb']}` | "
+                     + " | ".join(f"{g[c]['fraction'] * 100:.1f}%" if c in g else "-" for c in cols) + " |")
         L += ["", "Per group of quantised MatMuls:", ""]
     L += ["| checkpoint | crops | quantised | weight MatMuls | same words as fp32 |", "|---|---|---|---|---|"]
     for r in d.get("results", []):
         for name, g in r["groups"].items():
-            if not name.startswith("fp32, input"):
+            if not name.startswith(("fp32, input", "all, ")):
                 L.append(f"| `{r['checkpoint']}` | {r['images']} of `{r['lmdb']}` | {name} | {g['nodes']} | "
                          f"{g['fraction'] * 100:.1f}% |")
     L += ["", "The speed of the int8 graph is model_speed's `onnx-int8` row above; the tool ships no int8 path.", ""]

@@ -133,6 +133,9 @@ def test_int8_sensitivity_finds_the_weight_matmuls_and_quantises_them(ckpts, tmp
     assert "DynamicQuantizeLinear" in ops or "MatMulInteger" in ops
     words = s8.words(q, torch.randn(3, 3, 32, 128))
     assert len(words) == 3
+    pc = s8.quantize(src, tmp_path / "pc.onnx", nodes, s8.SCHEMES["per-channel weights"])
+    scales = [i for i in onnx.load(str(pc)).graph.initializer if i.name.endswith("_scale") and len(i.dims) == 1 and i.dims[0] > 1]
+    assert scales  # one scale per output channel of some weight
 
 
 def test_int8_sensitivity_noise_floor_is_within_the_grey_levels_asked():
