@@ -238,7 +238,9 @@ def finetune_section(w, study: dict, out: Path, regime: str) -> None:
     if rises:
         flat = all(c[0] for c in checks if c)
         w(f"Supervised arm converged (a line fitted to its validation points over the last 30 % of steps rises by "
-          f"at most {FLAT_POINTS:g} point): **{'yes' if flat else 'no'}** ({'; '.join(rises)}).\n")
+          f"at most {FLAT_POINTS:g} point): **{'yes' if flat else 'no'}** ({'; '.join(rises)}). Under the cosine "
+          "schedule this test also counts the final annealing as a rise; experiments/README.md (\"How many steps "
+          "the supervised arm needs\") compares the supervised arm at 4x and 12x the steps.\n")
 
 
 def unseen_section(w, study: dict, regime: str) -> None:
