@@ -10,13 +10,14 @@ activation-by-activation products such as attention scores stay fp32), in these 
 
 plus ``all`` under the other weight schemes of quantize_dynamic (``all, per-channel weights``,
 ``all, uint8 weights``, ``all, reduced range``: the usual remedies for accuracy loss and for the
-int16 saturation of AVX2 kernels without VNNI), and reports, per group, the fraction of ``--images`` crops (the first of ``--lmdb``) whose greedy
-alignment-head word equals the fp32 graph's. Agreement only: nothing is timed (speed is
+int16 saturation of AVX2 kernels without VNNI), and reports, per group, the fraction of
+``--images`` crops (the first of ``--lmdb``) whose greedy alignment-head word equals the fp32
+graph's. Agreement only: nothing is timed (speed is
 model_speed.py's ``onnx-int8`` variant). Writes benchmarks/results/int8_sensitivity.json.
 
 For scale, the same fraction for the fp32 graph itself on inputs perturbed by uniform noise of
-+-0.5 and +-1 grey level (``fp32, input +-L grey``): a change smaller than the 8-bit rounding of
-the crop. A model whose words flip under that noise cannot keep them under any int8 scheme.
++-0.5 and +-1 grey level (``fp32, input +-L grey``): changes at the scale of the crop's own 8-bit
+rounding. Words that flip under that noise are near-ties no int8 scheme can be expected to keep.
 
     python benchmarks/int8_sensitivity.py --checkpoint runs/tiny-finetune/best.pt --lmdb data/synth/test_wild
 """

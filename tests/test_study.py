@@ -272,9 +272,9 @@ def test_quick_study_keeps_budget_and_writes_page(tmp_path):
 
 
 def test_reused_runs_get_the_unseen_sets_they_lack(tmp_path, monkeypatch):
-    """score_unseen_of_reused scores only finished runs whose result.json lacks some --unseen set,
-    keeps the scores already there, skips failed runs and runs without --unseen, and rewrites
-    result.json in place."""
+    """score_unseen_of_reused scores (all --unseen sets of) only the finished runs whose result.json
+    lacks one of them, leaves complete, failed and not-asked runs untouched, and rewrites
+    result.json in place keeping its other fields."""
     import run_study
     from study_pool import Job, Pool
 
