@@ -109,16 +109,16 @@ def sensitivity(checkpoint: Path, lmdb: Path, n_images: int) -> dict:
         groups |= {f"vision:{n}": [n] for n in vision}
         runs = [(name, group, None) for name, group in groups.items()] + [(f"all, {s}", nodes, kw) for s, kw in SCHEMES.items()]
         out = {"checkpoint": str(checkpoint), "lmdb": str(lmdb), "images": len(ref), "fp32_distinct_words": len(set(ref)), "groups": {}}
-        for k, (name, group, scheme) in enumerate(runs):
-            got = words(quantize(fp32, Path(tmp) / f"q{k}.onnx", group, scheme), images)
+
+        def record(name: str, got: list[str], n_nodes: int) -> None:
             same = sum(a == b for a, b in zip(ref, got))
-            out["groups"][name] = {"nodes": len(group), "same_words": same, "fraction": round(same / len(ref), 4)}
+            out["groups"][name] = {"nodes": n_nodes, "same_words": same, "fraction": round(same / len(ref), 4)}
             print(f"{checkpoint} {name}: {same}/{len(ref)} same words", flush=True)
+
+        for k, (name, group, scheme) in enumerate(runs):
+            record(name, words(quantize(fp32, Path(tmp) / f"q{k}.onnx", group, scheme), images), len(group))
         for level in NOISE_GREY_LEVELS:
-            got = words(predictor, perturbed(images, level))
-            same = sum(a == b for a, b in zip(ref, got))
-            out["groups"][f"fp32, input +-{level:g} grey"] = {"nodes": 0, "same_words": same, "fraction": round(same / len(ref), 4)}
-            print(f"{checkpoint} fp32 input +-{level:g} grey: {same}/{len(ref)} same words", flush=True)
+            record(f"fp32, input +-{level:g} grey", words(predictor, perturbed(images, level)), 0)
     return out
 
 
@@ -145,7 +145,8 @@ def main(argv=None) -> int:
     atomic_write_json(args.out, {
         "benchmark": "int8_sensitivity",
         "command": "python benchmarks/int8_sensitivity.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "head": HEAD, "quantisation": "onnxruntime quantize_dynamic, int8 weights, weight MatMuls",
+        "head": HEAD, "quantisation": "onnxruntime quantize_dynamic of the weight MatMuls: int8 weights, one scale "
+                                      "per tensor, unless the group names another scheme",
         "machine": machine_record(), "results": results,
     })
     print(f"wrote {args.out}")

@@ -11,9 +11,10 @@ model config and kind are stored as ONNX metadata, so the file is self-contained
 On a CPU the exported fp32 graph on onnxruntime is the fast inference path: 1.36x PyTorch fp32
 on the quickstart's trained model (batch 32, one thread), with the same words
 (benchmarks/model_speed.py, variant ``onnx``). There is no int8 export: ONNX Runtime's dynamic
-int8 quantisation of this graph's weight MatMuls changed 1.2-6.6 % of the words of three trained
-models, and a single quantised vision layer up to 3.4 % (benchmarks/int8_sensitivity.py); it
-ran 1.26x the fp32 graph on the paper-size model and no faster on the tiny one (variant
+int8 quantisation of this graph's weight MatMuls changed 1.2-8.4 % of the words of trained models
+under every weight scheme tried, about as many as +-1 grey level of input noise changes, and a
+single quantised vision layer up to 3.4 % (benchmarks/int8_sensitivity.py); it ran 1.26x the
+fp32 graph on the paper-size model and no faster on the tiny one (variant
 ``onnx-int8``, see docs/performance.md); ``torch.ao.quantization`` is deprecated.
 """
 
