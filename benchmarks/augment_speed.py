@@ -39,12 +39,12 @@ from PIL import Image, ImageDraw, ImageFilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from semimtr_cli.fsutil import atomic_write_json  # noqa: E402
-from semimtr_cli.runtime import machine_record  # noqa: E402
-from semimtr_cli.data.augment import build_pipeline  # noqa: E402
-from semimtr_cli.data.augment_abinet import AbinetAugment  # noqa: E402
-from semimtr_cli.data.image import to_model_input  # noqa: E402
-from semimtr_cli.data.preview import dejavu_font  # noqa: E402
+from semimtr_cli.core.fsutil import atomic_write_json
+from semimtr_cli.core.runtime import machine_record
+from semimtr_cli.data.augment.pipelines import build_pipeline
+from semimtr_cli.data.augment.abinet import AbinetAugment
+from semimtr_cli.data.image import to_model_input
+from semimtr_cli.train.preview import dejavu_font
 
 PIPELINES = ("none", "abinet", "abinet-rotation", "abinet-affine", "abinet-perspective", "strong1", "strong2")
 GEOMETRY_TYPES = ("rotation", "affine", "perspective")

@@ -41,7 +41,7 @@ WORDS = (
 
 
 def _font_path() -> str | None:
-    from semimtr_cli.data.synth_fonts import bundled_font_dir
+    from semimtr_cli.data.synth.fonts import bundled_font_dir
 
     p = bundled_font_dir() / "DejaVuSans.ttf"
     return str(p) if p.is_file() else None
@@ -130,7 +130,7 @@ def best_of(repeats: int, fn) -> tuple[float, int]:
 
 
 def main(argv=None) -> int:
-    from semimtr_cli.runtime import machine_record
+    from semimtr_cli.core.runtime import machine_record
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--count", type=int, default=4000)
@@ -141,8 +141,8 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(1)  # build-lmdb does not use torch; keep it from spinning threads
-    from semimtr_cli.data import build as build_mod
-    from semimtr_cli.data.build import build_lmdb
+    from semimtr_cli.data.lmdb import build as build_mod
+    from semimtr_cli.data.lmdb.build import build_lmdb
 
     results: dict = {
         "count": args.count,

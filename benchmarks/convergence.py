@@ -57,7 +57,7 @@ def run_stages(work: Path, steps_scale: float) -> list[Path]:
         out = runs[stage]
         if (out / "summary.json").is_file():
             continue
-        cmd = [sys.executable, "-m", "semimtr_cli.cli", stage, "--recipe", str(ROOT / recipe), "--out", str(out)]
+        cmd = [sys.executable, "-m", "semimtr_cli.cli.app", stage, "--recipe", str(ROOT / recipe), "--out", str(out)]
         if steps_scale != 1.0:
             import yaml
 
@@ -108,8 +108,8 @@ def main() -> None:
     p.add_argument("--plot", type=Path, default=ROOT / "docs" / "performance" / "convergence.png")
     args = p.parse_args()
 
-    from semimtr_cli.fsutil import atomic_write_json
-    from semimtr_cli.runtime import machine_record
+    from semimtr_cli.core.fsutil import atomic_write_json
+    from semimtr_cli.core.runtime import machine_record
 
     runs = args.from_runs or run_stages(args.work, args.steps)
     stages = [read_run(r) for r in runs]

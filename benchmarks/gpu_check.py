@@ -43,9 +43,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from semimtr_cli.charset import Charset  # noqa: E402
-from semimtr_cli.fsutil import atomic_write_json  # noqa: E402
-from semimtr_cli.runtime import machine_record  # noqa: E402
+from semimtr_cli.core.charset import Charset
+from semimtr_cli.core.fsutil import atomic_write_json
+from semimtr_cli.core.runtime import machine_record
 
 STAGES = ("pretrain-vision", "pretrain-lm", "finetune")
 RECIPE_FILE = {"pretrain-vision": "pretrain_vision.yaml", "pretrain-lm": "pretrain_lm.yaml", "finetune": "finetune.yaml"}
@@ -217,7 +217,7 @@ def compile_section(plan: Plan) -> dict:
 def loader_section(plan: Plan, data: Path, train_rows: list[dict]) -> dict:
     from torch.utils.data import DataLoader
 
-    from semimtr_cli.data.augment import PerSourcePipeline
+    from semimtr_cli.data.augment.pipelines import PerSourcePipeline
     from semimtr_cli.data.datasets import CropDataset, collate
 
     ds = CropDataset(data / "lab", Charset.preset("36"),
@@ -277,7 +277,7 @@ def ddp_section(plan: Plan) -> dict:
 
 # ------------------------------------------------------------------------------ main
 def make_data(folder: Path, count: int, workers: int) -> None:
-    from semimtr_cli.data.synth import generate
+    from semimtr_cli.data.synth.generate import generate
 
     generate(folder / "lab", count, seed=0, lmdb=True, workers=workers)
     generate(folder / "unl", count, seed=1, lmdb=True, unlabeled=True, style="wild", workers=workers)

@@ -36,11 +36,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from model_speed import lmdb_images  # noqa: E402
-from semimtr_cli.data.image import IMAGENET_STD, to_model_input  # noqa: E402
-from semimtr_cli.export import OnnxPredictor, export_onnx  # noqa: E402
-from semimtr_cli.fsutil import atomic_write_json  # noqa: E402
-from semimtr_cli.predict import decode_logits  # noqa: E402
-from semimtr_cli.runtime import machine_record  # noqa: E402
+from semimtr_cli.data.image import IMAGENET_STD, to_model_input
+from semimtr_cli.infer.onnx_predictor import OnnxPredictor
+from semimtr_cli.infer.export import export_onnx
+from semimtr_cli.core.fsutil import atomic_write_json
+from semimtr_cli.model.decoding import decode_logits
+from semimtr_cli.core.runtime import machine_record
 
 HEAD = "alignment"
 NOISE_GREY_LEVELS = (0.5, 1.0)

@@ -26,13 +26,13 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from semimtr_cli.runtime import machine_record  # noqa: E402
-from semimtr_cli.charset import Charset  # noqa: E402
-from semimtr_cli.data.augment import PerSourcePipeline  # noqa: E402
-from semimtr_cli.data.datasets import CropDataset, collate  # noqa: E402
-from semimtr_cli.data.lmdb_io import write_lmdb  # noqa: E402
-from semimtr_cli.data.synth_fonts import resolve_fonts  # noqa: E402
-from semimtr_cli.data.synth_render import render_word  # noqa: E402
+from semimtr_cli.core.runtime import machine_record
+from semimtr_cli.core.charset import Charset
+from semimtr_cli.data.augment.pipelines import PerSourcePipeline
+from semimtr_cli.data.datasets import CropDataset, collate
+from semimtr_cli.data.lmdb.io import write_lmdb
+from semimtr_cli.data.synth.fonts import resolve_fonts
+from semimtr_cli.data.synth.render import render_word
 
 SETTINGS = {
     "none": ("none",),

@@ -26,7 +26,7 @@ sys.path.insert(0, {root!r})
 torch.set_num_threads({threads})
 kind, size, batch, tmp = {kind!r}, {size!r}, {batch}, Path({tmp!r})
 if kind == "eval":
-    from semimtr_cli.charset import Charset
+    from semimtr_cli.core.charset import Charset
     from semimtr_cli.model.factory import build_model
     model = build_model("full", None, Charset.preset("36")).eval()
     with torch.no_grad():
@@ -58,8 +58,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "memory.json")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
-    from semimtr_cli.data.synth import generate
-    from semimtr_cli.runtime import machine_record
+    from semimtr_cli.data.synth.generate import generate
+    from semimtr_cli.core.runtime import machine_record
 
     results = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -32,14 +32,14 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
-from semimtr_cli.runtime import machine_record  # noqa: E402
-from semimtr_cli.charset import Charset
-from semimtr_cli.fsutil import atomic_write_json
+from semimtr_cli.core.runtime import machine_record
+from semimtr_cli.core.charset import Charset
+from semimtr_cli.core.fsutil import atomic_write_json
 from semimtr_cli.model.checkpoint import model_from_checkpoint
 from semimtr_cli.model.config import ModelConfig
 from semimtr_cli.model.factory import build_model
 from semimtr_cli.model.outputs import HeadOutput, RecognizerOutput
-from semimtr_cli.predict import decode_logits
+from semimtr_cli.model.decoding import decode_logits
 
 REFERENCE = {
     "source": "OFFICIAL-FACTS.md section 11 (official modules, this 2-core machine, 2 threads)",
@@ -160,7 +160,8 @@ class OrtGraph(torch.nn.Module):
         import logging
         import tempfile
 
-        from semimtr_cli.export import OnnxPredictor, export_onnx
+        from semimtr_cli.infer.onnx_predictor import OnnxPredictor
+        from semimtr_cli.infer.export import export_onnx
         from semimtr_cli.model.checkpoint import save_checkpoint
 
         super().__init__()
@@ -203,7 +204,7 @@ def word_images(n: int, charset: Charset, seed: int, size=(128, 32)) -> list[Ima
 def lmdb_images(path: Path, n: int) -> list[Image.Image]:
     """The first ``n`` crops of an LMDB, decoded to RGB."""
     from semimtr_cli.data.image import decode_image
-    from semimtr_cli.data.lmdb_io import LmdbReader
+    from semimtr_cli.data.lmdb.io import LmdbReader
 
     reader = LmdbReader(path)
     return [decode_image(reader.image_bytes(i)) for i in range(min(n, len(reader)))]

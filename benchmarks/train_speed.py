@@ -25,10 +25,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from semimtr_cli.runtime import machine_record  # noqa: E402
-from semimtr_cli.data.synth import generate  # noqa: E402
-from semimtr_cli.train.recipe import load_recipe  # noqa: E402
-from semimtr_cli.train.trainer import train  # noqa: E402
+from semimtr_cli.core.runtime import machine_record
+from semimtr_cli.data.synth.generate import generate
+from semimtr_cli.train.recipe import load_recipe
+from semimtr_cli.train.trainer import train
 
 RECIPES = {
     ("pretrain-vision", "tiny"): "recipes/cpu-tiny/pretrain_vision.yaml",

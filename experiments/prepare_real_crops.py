@@ -49,9 +49,9 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from semimtr_cli.charset import Charset  # noqa: E402
-from semimtr_cli.data.build import build_lmdb  # noqa: E402
-from semimtr_cli.errors import SemimtrError  # noqa: E402
+from semimtr_cli.core.charset import Charset
+from semimtr_cli.data.lmdb.build import build_lmdb
+from semimtr_cli.core.errors import SemimtrError
 
 SOURCES = ("iiit5k", "svt", "ic03", "ic15")
 SPLITS = ("labeled", "valid", "test", "unlabeled")

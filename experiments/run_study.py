@@ -49,7 +49,7 @@ def run_one(spec: dict) -> None:
 
     torch.set_num_threads(1)
     os.chdir(REPO)  # recipes name packaged files relative to the repository
-    from semimtr_cli.fsutil import atomic_write_json
+    from semimtr_cli.core.fsutil import atomic_write_json
     from semimtr_cli.train.recipe import load_recipe
     from semimtr_cli.train.trainer import train
 
@@ -75,8 +75,9 @@ def run_one(spec: dict) -> None:
 def score_sets(ckpt: Path, sets: dict[str, str], heads: list[str]) -> dict:
     """``{set: {head: word accuracy %, "evaluated": n}}`` with ``semimtr eval``'s protocol."""
     from semimtr_cli.data.benchmarks import custom_sets
-    from semimtr_cli.evaluate import Protocol, evaluate_set
-    from semimtr_cli.predict import load_predictor
+    from semimtr_cli.evaluation.protocol import Protocol
+    from semimtr_cli.evaluation.scoring import evaluate_set
+    from semimtr_cli.infer.predictor import load_predictor
 
     predictor = load_predictor(ckpt, device="cpu")
     out = {}
@@ -88,9 +89,9 @@ def score_sets(ckpt: Path, sets: dict[str, str], heads: list[str]) -> dict:
 
 def label_pool(ckpt: Path, paths: list[str], heads: list[str]) -> dict:
     """Pseudo-labels of the (labeled copy of the) unlabeled pool, weak view as fine-tuning's teacher sees it."""
-    from semimtr_cli.predict import load_predictor
-    from semimtr_cli.pseudolabel_stats import summarize
-    from semimtr_cli.pseudolabels import run_teacher
+    from semimtr_cli.infer.predictor import load_predictor
+    from semimtr_cli.pseudolabels.stats import summarize
+    from semimtr_cli.pseudolabels.run import run_teacher
 
     predictor = load_predictor(ckpt, device="cpu")
     out = {}
@@ -114,7 +115,7 @@ def quick_step_seconds(kinds) -> dict[str, float]:
 
 def make_data(data: Path, sizes: Sizes) -> dict:
     """Render the regime-A LMDBs (reused when a folder's recorded settings match)."""
-    from semimtr_cli.data.synth import generate
+    from semimtr_cli.data.synth.generate import generate
 
     info = {}
     for name, s in regime_a_sets(sizes).items():
@@ -263,7 +264,7 @@ def score_unseen_of_reused(jobs: list[Job], pool: Pool) -> list[str]:
     earlier command without ``--unseen``); updates their result.json. Returns the names scored."""
     import torch
 
-    from semimtr_cli.fsutil import atomic_write_json
+    from semimtr_cli.core.fsutil import atomic_write_json
 
     torch.set_num_threads(max(1, pool.lanes))
     done = []
@@ -286,7 +287,7 @@ def unseen_sets(root: Path) -> dict[str, str]:
     """``U_<benchmark>`` -> LMDB of the benchmark test splits under ``root`` (prepare_real_crops.py
     --unseen-out): IIIT5k 3000, SVT 647 and IC15 2077."""
     from semimtr_cli.data.benchmarks import resolve_sets
-    from semimtr_cli.errors import SemimtrError
+    from semimtr_cli.core.errors import SemimtrError
 
     try:
         sets, _ = resolve_sets("IIIT5k,SVT,IC15", root)
@@ -297,7 +298,7 @@ def unseen_sets(root: Path) -> dict[str, str]:
 
 def lmdb_sizes(regimes) -> dict[str, int]:
     """LMDB path -> samples, for every LMDB the regimes name."""
-    from semimtr_cli.data.lmdb_io import LmdbReader
+    from semimtr_cli.data.lmdb.io import LmdbReader
 
     paths = {p for r in regimes for p in [*r.labeled, *r.unlabeled, *r.valid, *r.test.values(), *r.truth,
                                           *r.unseen.values()]}
@@ -307,8 +308,8 @@ def lmdb_sizes(regimes) -> dict[str, int]:
 def thin_pool(src: Path, dst: Path, n: int) -> Path:
     """The first of every ``len/n`` crops of a labeled pool copy as its own LMDB (every source of a
     pool built source by source keeps its share); reused when ``dst`` records the same source and n."""
-    from semimtr_cli.data.lmdb_io import LmdbReader, write_lmdb
-    from semimtr_cli.fsutil import atomic_write_json
+    from semimtr_cli.data.lmdb.io import LmdbReader, write_lmdb
+    from semimtr_cli.core.fsutil import atomic_write_json
 
     stamp, want = dst.with_name(dst.name + ".json"), {"source": str(src), "n": n}
     if dst.is_dir() and stamp.is_file() and json.loads(stamp.read_text()) == want:
@@ -322,7 +323,7 @@ def thin_pool(src: Path, dst: Path, n: int) -> Path:
 
 def machine() -> dict:
     """runtime.machine_record, with the names the page reads (taken at the start of the plan)."""
-    from semimtr_cli.runtime import machine_record
+    from semimtr_cli.core.runtime import machine_record
 
     m = machine_record()
     return m | {"cpu_count": m["cores"], "load_average_at_start": m["load_average"]}
@@ -464,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
         if reused and sources.is_file():
             src = json.loads(sources.read_text())
             study["sources"] = {k: src[k] for k in ("command", "machine", "timing")}
-    from semimtr_cli.fsutil import atomic_write_json
+    from semimtr_cli.core.fsutil import atomic_write_json
 
     study["timing"]["total_s"] = time.time() - t_start
     atomic_write_json(out / RESULTS[args.plan], study)

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from semimtr_cli.data import augment_geometry as geo
-from semimtr_cli.data.augment_base import pad_edges
-from semimtr_cli.data import augment_photometric as ph
-from semimtr_cli.data.augment import build_pipeline, two_view
-from semimtr_cli.data.preview import pipeline_views
-from semimtr_cli.errors import UsageError
+from semimtr_cli.data.augment import geometry as geo
+from semimtr_cli.data.augment.base import pad_edges
+from semimtr_cli.data.augment import photometric as ph
+from semimtr_cli.data.augment.pipelines import build_pipeline, two_view
+from semimtr_cli.train.preview import pipeline_views
+from semimtr_cli.core.errors import UsageError
 
 NAMES = ("abinet", "strong1", "strong2", "none")
 

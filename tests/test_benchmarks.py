@@ -8,8 +8,8 @@ import pytest
 
 from helpers import word_png
 from semimtr_cli.data.benchmarks import match_folder, resolve_protocol, resolve_sets
-from semimtr_cli.data.lmdb_io import write_lmdb
-from semimtr_cli.errors import SemimtrError, UsageError, as_flag
+from semimtr_cli.data.lmdb.io import write_lmdb
+from semimtr_cli.core.errors import SemimtrError, UsageError, as_flag
 
 # PARSeq's `test/` layout and the SemiMTR `evaluation/benchmark` layout (sizes = sample counts)
 PARSEQ = {"IIIT5k": 3, "SVT": 2, "IC13_857": 2, "IC13_1015": 4, "IC15_1811": 2, "IC15_2077": 5, "SVTP": 2, "CUTE80": 3}

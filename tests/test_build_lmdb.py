@@ -11,12 +11,12 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from semimtr_cli.cli import app
-from semimtr_cli.data import build as build_mod
-from semimtr_cli.data import sources as S
-from semimtr_cli.data.build import build_lmdb, validate_image_bytes
-from semimtr_cli.data.lmdb_io import LmdbReader, LmdbWriter, write_lmdb
-from semimtr_cli.errors import UsageError
+from semimtr_cli.cli.app import app
+from semimtr_cli.data.lmdb import build as build_mod
+from semimtr_cli.data.lmdb import sources as S
+from semimtr_cli.data.lmdb.build import build_lmdb, validate_image_bytes
+from semimtr_cli.data.lmdb.io import LmdbReader, LmdbWriter, write_lmdb
+from semimtr_cli.core.errors import UsageError
 
 runner = CliRunner()
 MAX_PIXELS = 5000  # good images below, the "huge" one above
@@ -238,7 +238,7 @@ def test_charset_and_length_reporting_keeps_labels(tmp_path):
     (tmp_path / "labels.tsv").write_text("a.png\tHELLO\nb.png\tcafé!\nc.png\t" + "x" * 30 + "\n", encoding="utf-8")
     rep = build_lmdb([tmp_path], tmp_path / "db", charset=None, max_length=25)
     assert rep.too_long == 1 and rep.out_of_charset == 0
-    from semimtr_cli.charset import Charset
+    from semimtr_cli.core.charset import Charset
 
     rep = build_lmdb([tmp_path], tmp_path / "db", charset=Charset.preset("36"), overwrite=True)
     assert rep.out_of_charset == 1 and rep.unknown_symbols == {"é": 1, "!": 1} and rep.too_long == 1

@@ -14,16 +14,18 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from helpers import word_png
-from semimtr_cli.calibration import (correct_nll, fit_temperature, label_nll, risk_coverage,
-                                     threshold_for_precision, word_confidence)
-from semimtr_cli.charset import Charset
-from semimtr_cli.cli import app
-from semimtr_cli.data.lmdb_io import LmdbReader, write_lmdb
-from semimtr_cli.metrics import TextMetrics, calibration_bins, expected_calibration_error
+from semimtr_cli.evaluation.calibration import (
+    correct_nll, fit_temperature, label_nll, risk_coverage, threshold_for_precision, word_confidence,
+)
+from semimtr_cli.core.charset import Charset
+from semimtr_cli.cli.app import app
+from semimtr_cli.data.lmdb.io import LmdbReader, write_lmdb
+from semimtr_cli.core.metrics import TextMetrics, calibration_bins, expected_calibration_error
 from semimtr_cli.model.checkpoint import load_checkpoint, save_checkpoint
 from semimtr_cli.model.config import ModelConfig
 from semimtr_cli.model.factory import build_model
-from semimtr_cli.predict import decode_logits, load_predictor
+from semimtr_cli.model.decoding import decode_logits
+from semimtr_cli.infer.predictor import load_predictor
 
 CS = Charset.preset("36")
 MICRO = dict(resnet_stem_channels=4, resnet_channels=[4, 8, 8, 16, 32], resnet_blocks=[1, 1, 1, 1, 1], d_model=32,

@@ -1,7 +1,7 @@
 import pytest
 
-from semimtr_cli.charset import NULL_ID, Charset
-from semimtr_cli.errors import SemimtrError
+from semimtr_cli.core.charset import NULL_ID, Charset
+from semimtr_cli.core.errors import SemimtrError
 
 
 def test_official_36_order_and_ids():

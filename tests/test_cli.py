@@ -1,6 +1,6 @@
 from typer.testing import CliRunner
 
-from semimtr_cli.cli import COMMANDS, app
+from semimtr_cli.cli.app import COMMANDS, app
 
 runner = CliRunner()
 
@@ -41,7 +41,7 @@ def test_shared_options_mean_the_same_on_every_command():
 
     import typer.main
 
-    from semimtr_cli.commands import options
+    from semimtr_cli.cli.commands import options
 
     helps: dict[str, dict[str, str]] = {}
     for name, cmd in typer.main.get_command(app).commands.items():

@@ -10,14 +10,14 @@ import re
 import pytest
 from typer.testing import CliRunner
 
-from semimtr_cli.cli import COMMANDS, app, reflow_help
+from semimtr_cli.cli.app import COMMANDS, app, reflow_help
 
 runner = CliRunner()
 
 
 def source_docstring(module: str) -> str:
     """The docstring of ``command`` as written in ``commands/<module>.py`` (before any reflow)."""
-    path = importlib.util.find_spec(f"semimtr_cli.commands.{module}").origin
+    path = importlib.util.find_spec(f"semimtr_cli.cli.commands.{module}").origin
     tree = ast.parse(open(path, encoding="utf-8").read())
     fn = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "command")
     return ast.get_docstring(fn, clean=True) or ""

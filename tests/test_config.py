@@ -9,18 +9,10 @@ from typing import Any, Literal, Optional
 import pytest
 import yaml
 
-from semimtr_cli.config import (
-    ConfigError,
-    OverrideError,
-    dump_yaml,
-    from_dict,
-    load_config,
-    parse_override,
-    save_config,
-    to_dict,
-    type_name,
+from semimtr_cli.core.config.loader import (
+    ConfigError, OverrideError, dump_yaml, from_dict, load_config, parse_override, save_config, to_dict, type_name,
 )
-from semimtr_cli.errors import SemimtrError, UsageError, as_flag
+from semimtr_cli.core.errors import SemimtrError, UsageError, as_flag
 
 
 # A schema that exercises every supported field type (test-only).

@@ -8,9 +8,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from semimtr_cli.charset import Charset
-from semimtr_cli.cli import app
-from semimtr_cli.errors import SemimtrError, as_flag
+from semimtr_cli.core.charset import Charset
+from semimtr_cli.cli.app import app
+from semimtr_cli.core.errors import SemimtrError, as_flag
 from semimtr_cli.model.checkpoint import model_from_checkpoint
 from semimtr_cli.model.config import ModelConfig
 from semimtr_cli.model.convert import convert_checkpoint

@@ -4,11 +4,11 @@ import torch
 from helpers import word_png
 from torch.utils.data import DataLoader
 
-from semimtr_cli.charset import Charset
+from semimtr_cli.core.charset import Charset
 from semimtr_cli.data.datasets import CropDataset, MixedDataset, MixedSampler, collate
-from semimtr_cli.data.lmdb_io import write_lmdb
-from semimtr_cli.data.text_corpus import TextCorpusDataset, read_corpus_words
-from semimtr_cli.errors import SemimtrError
+from semimtr_cli.data.lmdb.io import write_lmdb
+from semimtr_cli.data.text.corpus import TextCorpusDataset, read_corpus_words
+from semimtr_cli.core.errors import SemimtrError
 
 CS = Charset.preset("36")
 

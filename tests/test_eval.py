@@ -1,4 +1,4 @@
-"""`semimtr eval` and semimtr_cli.evaluate: counts, protocol, the two averages, outputs, bad inputs."""
+"""`semimtr eval` and semimtr_cli.evaluation.scoring: counts, protocol, the two averages, outputs, bad inputs."""
 
 from __future__ import annotations
 
@@ -14,18 +14,21 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from helpers import word_png
-from semimtr_cli.charset import Charset
-from semimtr_cli.cli import app
+from semimtr_cli.core.charset import Charset
+from semimtr_cli.cli.app import app
 from semimtr_cli.data.benchmarks import resolve_sets
 from semimtr_cli.data.image import IMAGENET_MEAN, IMAGENET_STD
-from semimtr_cli.data.lmdb_io import write_lmdb
+from semimtr_cli.data.lmdb.io import write_lmdb
 from semimtr_cli.data.image import rotate_tall
-from semimtr_cli.evaluate import Protocol, averages, evaluate_set, normalize_prediction, result_objects
+from semimtr_cli.evaluation.protocol import Protocol, normalize_prediction
+from semimtr_cli.evaluation.results import averages
+from semimtr_cli.evaluation.scoring import evaluate_set
+from semimtr_cli.evaluation.report import result_objects
 from semimtr_cli.model.checkpoint import save_checkpoint
 from semimtr_cli.model.config import ModelConfig
 from semimtr_cli.model.factory import build_model
 from semimtr_cli.model.outputs import HeadOutput
-from semimtr_cli.predict import BatchOutput
+from semimtr_cli.infer.backend import BatchOutput
 
 CS = Charset.preset("36")
 MICRO = dict(resnet_stem_channels=4, resnet_channels=[4, 8, 8, 16, 32], resnet_blocks=[1, 1, 1, 1, 1], d_model=32,

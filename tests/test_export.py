@@ -10,8 +10,8 @@ import torch
 from typer.testing import CliRunner
 
 from helpers import word_png
-from semimtr_cli.charset import Charset
-from semimtr_cli.cli import app
+from semimtr_cli.core.charset import Charset
+from semimtr_cli.cli.app import app
 from semimtr_cli.model.checkpoint import save_checkpoint
 from semimtr_cli.model.config import ModelConfig
 from semimtr_cli.model.factory import build_model
@@ -45,7 +45,7 @@ def test_export_full_model_matches_torch_with_dynamic_batch(ckpts, tmp_path):
     meta = {p.key: p.value for p in proto.metadata_props}
     assert json.loads(meta["semimtr.charset"])["symbols"] == "".join(CS.symbols)
     # batch of 5 (exported with 2): outputs keep 26 slots and match PyTorch eval, last iteration
-    from semimtr_cli.predict import Predictor
+    from semimtr_cli.infer.predictor import Predictor
 
     sess = ort.InferenceSession(str(dst), providers=["CPUExecutionProvider"])
     x = torch.randn(5, 3, 32, 128)
@@ -91,7 +91,7 @@ def test_int8_refused_and_eval_takes_the_fp32_onnx_file(ckpts, tmp_path):
     assert res.exit_code == 2 and "semimtr export CKPT --onnx MODEL.onnx" in res.output
     res = CliRunner().invoke(app, ["export", str(paths["full"]), "--onnx", str(dst), "--check", "2"])
     assert res.exit_code == 0, res.output
-    from semimtr_cli.data.lmdb_io import write_lmdb
+    from semimtr_cli.data.lmdb.io import write_lmdb
 
     lmdb = tmp_path / "set"
     write_lmdb(lmdb, [(word_png(w, seed=i), w) for i, w in enumerate(["one", "two", "three"])])
@@ -119,7 +119,7 @@ def test_int8_sensitivity_finds_the_weight_matmuls_and_quantises_them(ckpts, tmp
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     import int8_sensitivity as s8
 
-    from semimtr_cli.export import export_onnx
+    from semimtr_cli.infer.export import export_onnx
 
     src = tmp_path / "full.onnx"
     export_onnx(ckpts[1]["full"], src, check=0)

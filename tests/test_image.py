@@ -5,9 +5,10 @@ import pytest
 import torch
 from PIL import Image
 
-from semimtr_cli.data.image import (IMAGENET_MEAN, decode_image, denormalize, normalize_levels, resize_levels,
-                                   to_model_input)
-from semimtr_cli.errors import SemimtrError
+from semimtr_cli.data.image import (
+    IMAGENET_MEAN, decode_image, denormalize, normalize_levels, resize_levels, to_model_input,
+)
+from semimtr_cli.core.errors import SemimtrError
 
 
 def _encode(img, fmt="PNG", **kw):

@@ -8,11 +8,11 @@ import pytest
 from helpers import word_png
 from typer.testing import CliRunner
 
-from semimtr_cli.charset import Charset
-from semimtr_cli.cli import app
-from semimtr_cli.data.inspect_lmdb import inspect_lmdb, inspect_lmdbs
-from semimtr_cli.data.lmdb_io import write_lmdb
-from semimtr_cli.errors import SemimtrError
+from semimtr_cli.core.charset import Charset
+from semimtr_cli.cli.app import app
+from semimtr_cli.data.lmdb.inspect import inspect_lmdb, inspect_lmdbs
+from semimtr_cli.data.lmdb.io import write_lmdb
+from semimtr_cli.core.errors import SemimtrError
 
 runner = CliRunner()
 

@@ -16,8 +16,8 @@ import lmdb
 import pytest
 from PIL import Image
 
-from semimtr_cli.data.lmdb_io import LmdbReader, LmdbWriter, find_lmdbs, is_unlabeled_marker, write_lmdb
-from semimtr_cli.errors import SemimtrError, as_flag
+from semimtr_cli.data.lmdb.io import LmdbReader, LmdbWriter, find_lmdbs, is_unlabeled_marker, write_lmdb
+from semimtr_cli.core.errors import SemimtrError, as_flag
 
 
 def _png(colour=(200, 30, 30), size=(20, 10)) -> bytes:
@@ -120,7 +120,7 @@ _KILL_SCRIPT = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from semimtr_cli.data.lmdb_io import LmdbWriter
+    from semimtr_cli.data.lmdb.io import LmdbWriter
     out, marker = Path(sys.argv[1]), Path(sys.argv[2])
     with LmdbWriter(out, overwrite=True, commit_every=1) as w:
         for i in range(1000):

@@ -8,17 +8,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from semimtr_cli.losses import (
-    consistency_loss,
-    finetune_objective,
-    head_ce,
-    kept_slots,
-    pretrain_vision_objective,
-    seqclr_loss,
-    sequence_ce,
+from semimtr_cli.train.losses import (
+    consistency_loss, finetune_objective, head_ce, pretrain_vision_objective, seqclr_loss, sequence_ce,
     supervised_loss,
-    teacher_targets,
 )
+from semimtr_cli.model.decoding import kept_slots, teacher_targets
 from semimtr_cli.model.outputs import HeadOutput, RecognizerOutput
 
 torch.set_num_threads(1)

@@ -1,6 +1,6 @@
 import pytest
 
-from semimtr_cli.metrics import TextMetrics, edit_distance
+from semimtr_cli.core.metrics import TextMetrics, edit_distance
 
 
 @pytest.mark.parametrize("a,b,d", [("", "", 0), ("abc", "abc", 0), ("kitten", "sitting", 3), ("", "ab", 2), ("ab", "ba", 2)])

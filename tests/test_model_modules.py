@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from semimtr_cli.charset import Charset
-from semimtr_cli.config import ConfigError
-from semimtr_cli.errors import SemimtrError
+from semimtr_cli.core.charset import Charset
+from semimtr_cli.core.config.loader import ConfigError
+from semimtr_cli.core.errors import SemimtrError
 from semimtr_cli.model.attention import PositionAttention
 from semimtr_cli.model.config import ModelConfig
 from semimtr_cli.model.factory import build_model, count_parameters

@@ -16,10 +16,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from semimtr_cli.cli import app
+from semimtr_cli.cli.app import app
 from semimtr_cli.model.checkpoint import model_from_checkpoint
 from semimtr_cli.model.factory import count_parameters
-from semimtr_cli.predict import Predictor, decode_logits, load_image
+from semimtr_cli.infer.predictor import Predictor
+from semimtr_cli.model.decoding import decode_logits
+from semimtr_cli.infer.reading import load_image
 
 FIX = Path(__file__).parent / "fixtures" / "official_parity"
 SEED = 11

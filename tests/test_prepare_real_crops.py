@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from semimtr_cli.data.lmdb_io import LmdbReader
-from tests.helpers import word_png
+from semimtr_cli.data.lmdb.io import LmdbReader
+from helpers import word_png
 
 SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "prepare_real_crops.py"
 spec = importlib.util.spec_from_file_location("prepare_real_crops", SCRIPT)

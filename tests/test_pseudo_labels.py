@@ -12,17 +12,17 @@ import torch
 from typer.testing import CliRunner
 
 from helpers import word_png
-from semimtr_cli.charset import Charset
-from semimtr_cli.cli import app
-from semimtr_cli.data.lmdb_io import write_lmdb
-from semimtr_cli.losses import teacher_targets
+from semimtr_cli.core.charset import Charset
+from semimtr_cli.cli.app import app
+from semimtr_cli.data.lmdb.io import write_lmdb
+from semimtr_cli.model.decoding import teacher_targets
 from semimtr_cli.model.checkpoint import save_checkpoint
 from semimtr_cli.model.config import ModelConfig
 from semimtr_cli.model.factory import build_model
 from semimtr_cli.model.outputs import HeadOutput
-from semimtr_cli.errors import UsageError
-from semimtr_cli.pseudolabel_stats import PseudoLabels, parse_thresholds, slot_stats, summarize
-from semimtr_cli.pseudolabels import pseudo_label_report
+from semimtr_cli.core.errors import UsageError
+from semimtr_cli.pseudolabels.stats import PseudoLabels, parse_thresholds, slot_stats, summarize
+from semimtr_cli.pseudolabels.run import pseudo_label_report
 
 CS = Charset.preset("36")
 MICRO = dict(resnet_stem_channels=4, resnet_channels=[4, 8, 8, 16, 32], resnet_blocks=[1, 1, 1, 1, 1], d_model=32,

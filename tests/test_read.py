@@ -14,12 +14,14 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from helpers import word_png
-from semimtr_cli.charset import Charset
-from semimtr_cli.cli import app
+from semimtr_cli.core.charset import Charset
+from semimtr_cli.cli.app import app
 from semimtr_cli.model.checkpoint import save_checkpoint
 from semimtr_cli.model.config import ModelConfig
 from semimtr_cli.model.factory import build_model
-from semimtr_cli.predict import Predictor, decode_logits, load_image
+from semimtr_cli.infer.predictor import Predictor
+from semimtr_cli.model.decoding import decode_logits
+from semimtr_cli.infer.reading import load_image
 
 CS = Charset.preset("36")
 

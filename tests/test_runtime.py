@@ -6,13 +6,13 @@ import pytest
 import torch
 
 from helpers import word_png
-from semimtr_cli import runtime
-from semimtr_cli.charset import Charset
-from semimtr_cli.errors import SemimtrError
+from semimtr_cli.core import runtime
+from semimtr_cli.core.charset import Charset
+from semimtr_cli.core.errors import SemimtrError
 from semimtr_cli.model.checkpoint import save_checkpoint
 from semimtr_cli.model.config import ModelConfig
 from semimtr_cli.model.factory import build_model
-from semimtr_cli.predict import Predictor
+from semimtr_cli.infer.predictor import Predictor
 
 
 @pytest.fixture()
@@ -105,7 +105,7 @@ def test_predictor_auto_keeps_bf16_only_with_fp32_words(fresh_cpu, tmp_path):
 def test_bad_precision_is_one_usage_error_on_every_inference_command(tmp_path):
     from typer.testing import CliRunner
 
-    from semimtr_cli.cli import app
+    from semimtr_cli.cli.app import app
 
     cs = Charset.preset("36")
     ckpt = save_checkpoint(tmp_path / "v.pt", build_model("vision", ModelConfig.preset("tiny"), cs), cs)
@@ -126,7 +126,7 @@ def test_device_and_precision_mean_the_same_on_inference_and_training_commands(t
     """One vocabulary: the same values pass the same checks, with the same one-line errors."""
     from typer.testing import CliRunner
 
-    from semimtr_cli.cli import app
+    from semimtr_cli.cli.app import app
 
     cs = Charset.preset("36")
     ckpt = save_checkpoint(tmp_path / "v.pt", build_model("vision", ModelConfig.preset("tiny"), cs), cs)

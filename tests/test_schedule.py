@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from semimtr_cli.errors import SemimtrError
+from semimtr_cli.core.errors import SemimtrError
 from semimtr_cli.train.recipe import OptimConfig
 from semimtr_cli.train.schedule import lr_multiplier, make_optimizer, make_scheduler, phase_boundaries
 

@@ -8,9 +8,9 @@ import numpy as np
 from PIL import Image, ImageDraw
 from typer.testing import CliRunner
 
-from semimtr_cli.cli import app
-from semimtr_cli.data import preview
-from semimtr_cli.data.lmdb_io import write_lmdb
+from semimtr_cli.cli.app import app
+from semimtr_cli.train import preview
+from semimtr_cli.data.lmdb.io import write_lmdb
 
 runner = CliRunner()
 

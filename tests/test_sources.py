@@ -1,4 +1,4 @@
-"""Label-file parsing and folder scanning for build-lmdb (semimtr_cli.data.sources)."""
+"""Label-file parsing and folder scanning for build-lmdb (semimtr_cli.data.lmdb.sources)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from semimtr_cli.data import sources as S
-from semimtr_cli.data.sources import SourceOptions, collect_records, mark_duplicates
-from semimtr_cli.errors import SemimtrError, UsageError
+from semimtr_cli.data.lmdb import sources as S
+from semimtr_cli.data.lmdb.sources import SourceOptions, collect_records, mark_duplicates
+from semimtr_cli.core.errors import SemimtrError, UsageError
 
 
 def _write(path: Path, data: bytes | str) -> Path:

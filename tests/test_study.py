@@ -21,7 +21,7 @@ sys.path.insert(0, str(REPO / "experiments"))
 
 import study_plan  # noqa: E402
 import study_report  # noqa: E402
-from semimtr_cli.train.recipe import load_recipe  # noqa: E402
+from semimtr_cli.train.recipe import load_recipe
 
 BUDGET_MIN = 1.0
 
@@ -188,7 +188,7 @@ def test_reuse_finished_takes_a_matching_run_and_refuses_another(tmp_path):
 
 def test_thin_pool_keeps_evenly_spaced_crops(tmp_path):
     import run_study
-    from semimtr_cli.data.lmdb_io import LmdbReader, write_lmdb
+    from semimtr_cli.data.lmdb.io import LmdbReader, write_lmdb
 
     write_lmdb(tmp_path / "pool", [(b"img%d" % i, f"w{i}") for i in range(10)])
     dst = run_study.thin_pool(tmp_path / "pool", tmp_path / "thin", 4)

@@ -11,13 +11,13 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from semimtr_cli.cli import app
-from semimtr_cli.data.lmdb_io import LmdbReader
-from semimtr_cli.data.synth import generate
-from semimtr_cli.data.synth_fonts import BUNDLED_FONT_SETS, resolve_fonts
-from semimtr_cli.data.synth_render import render_word
-from semimtr_cli.data.wordlist import FREQUENCY_WORD, packaged_words, read_words_file
-from semimtr_cli.errors import SemimtrError, UsageError
+from semimtr_cli.cli.app import app
+from semimtr_cli.data.lmdb.io import LmdbReader
+from semimtr_cli.data.synth.generate import generate
+from semimtr_cli.data.synth.fonts import BUNDLED_FONT_SETS, resolve_fonts
+from semimtr_cli.data.synth.render import render_word
+from semimtr_cli.data.text.words import FREQUENCY_WORD, packaged_words, read_words_file
+from semimtr_cli.core.errors import SemimtrError, UsageError
 
 runner = CliRunner()
 

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from semimtr_cli.charset import Charset
-from semimtr_cli.data.augment import PerSourcePipeline
+from semimtr_cli.core.charset import Charset
+from semimtr_cli.data.augment.pipelines import PerSourcePipeline
 from semimtr_cli.data.datasets import ConcatCrops, CropDataset, MixedDataset, MixedSampler
-from semimtr_cli.data.synth import generate
-from semimtr_cli.data.synth_stream import SynthCropDataset, SynthSource
-from semimtr_cli.errors import SemimtrError
+from semimtr_cli.data.synth.generate import generate
+from semimtr_cli.data.synth.stream import SynthCropDataset, SynthSource
+from semimtr_cli.core.errors import SemimtrError
 
 CS = Charset.from_spec("36")
 

@@ -8,8 +8,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from semimtr_cli.metrics import edit_distance
-from semimtr_cli.data.text_noise import disturb_word, spelling_mutation
+from semimtr_cli.core.metrics import edit_distance
+from semimtr_cli.data.text.noise import disturb_word, spelling_mutation
 
 LETTERS = set(string.ascii_lowercase)
 WORDS = ["scene", "text", "recognition", "of", "language", "models", "a", "ok", "abc", "naturally"]

@@ -16,12 +16,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from semimtr_cli.charset import Charset
-from semimtr_cli.cli import app
-from semimtr_cli.data.lmdb_io import write_lmdb
-from semimtr_cli.data.synth import generate
-from semimtr_cli.errors import SemimtrError
-from semimtr_cli.losses import kept_slots, sequence_ce
+from semimtr_cli.core.charset import Charset
+from semimtr_cli.cli.app import app
+from semimtr_cli.data.lmdb.io import write_lmdb
+from semimtr_cli.data.synth.generate import generate
+from semimtr_cli.core.errors import SemimtrError
+from semimtr_cli.model.decoding import kept_slots
+from semimtr_cli.train.losses import sequence_ce
 from semimtr_cli.model.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from semimtr_cli.model.factory import build_model
 from semimtr_cli.model.transfer import load_part
@@ -126,7 +127,7 @@ def test_resume_in_process_matches_uninterrupted(data, tmp_path):
 
 
 def _run_cli(args, **kw):
-    return subprocess.Popen([sys.executable, "-m", "semimtr_cli.cli", *args], stdout=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, "-m", "semimtr_cli.cli.app", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, cwd=REPO, **kw)
 
 
@@ -183,7 +184,7 @@ def test_ddp_two_gloo_ranks_match_single_process(data, tmp_path):
         args += ["--set", s]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(_free_port()), "-m", "semimtr_cli.cli", "pretrain-lm",
+           "--master_port", str(_free_port()), "-m", "semimtr_cli.cli.app", "pretrain-lm",
            "--recipe", str(TINY / "pretrain_lm.yaml"), "--out", str(tmp_path / "ddp"), *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]

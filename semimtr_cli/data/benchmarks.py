@@ -25,8 +25,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import SemimtrError, UsageError, option
-from .lmdb_io import LmdbReader, find_lmdbs, is_lmdb_dir
+from semimtr_cli.core.errors import SemimtrError, UsageError, option
+from semimtr_cli.data.lmdb.io import LmdbReader, find_lmdbs, is_lmdb_dir
 
 
 @dataclass(frozen=True)
@@ -187,7 +187,7 @@ def _pick(cands: list[Candidate], bench: Benchmark, wanted: int | None) -> Candi
 
 def custom_sets(item: str) -> list[EvalSet]:
     """EvalSets of a path given in ``--bench`` (LMDB, folder of LMDBs, folder with labels, label file)."""
-    from .sources import SourceOptions, find_folder_label_file, records_from_label_file
+    from semimtr_cli.data.lmdb.sources import SourceOptions, find_folder_label_file, records_from_label_file
 
     p = Path(item)
     if not p.exists():

@@ -25,11 +25,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..charset import Charset
-from ..errors import SemimtrError
-from .augment import PerSourcePipeline
-from .image import DEFAULT_HEIGHT, DEFAULT_WIDTH, MIN_SIDE, as_uint8_array, decode_image, to_model_input
-from .lmdb_io import LmdbReader, find_lmdbs, is_unlabeled_marker
+from semimtr_cli.core.charset import Charset
+from semimtr_cli.core.errors import SemimtrError
+from semimtr_cli.data.augment.pipelines import PerSourcePipeline
+from semimtr_cli.data.image import DEFAULT_HEIGHT, DEFAULT_WIDTH, MIN_SIDE, as_uint8_array, decode_image, to_model_input
+from semimtr_cli.data.lmdb.io import LmdbReader, find_lmdbs, is_unlabeled_marker
 
 # transform(image HxWx3 uint8, rng) -> image HxWx3 uint8 (size may change)
 Transform = Callable[[np.ndarray, np.random.Generator], np.ndarray]

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
-from ..errors import SemimtrError
+from semimtr_cli.core.errors import SemimtrError
 
 #: Smallest usable crop side in pixels: the official loader rejects crops whose width or height is <= 6 px.
 MIN_SIDE = 7

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .transformer import PositionalEncoding
+from semimtr_cli.model.transformer import PositionalEncoding
 
 _ENCODER_STRIDES = ((1, 2), (2, 2), (2, 2), (2, 2))
 

@@ -22,15 +22,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..charset import Charset
-from ..errors import SemimtrError, option
-from ..fsutil import atomic_path
-from .config import ModelConfig
-from .factory import MODEL_KINDS, build_model
-from .fusion import IterativeRecognizer
-from .language import BCNLanguage
-from .seqclr import SeqCLRModel
-from .vision import VisionModel
+from semimtr_cli.core.charset import Charset
+from semimtr_cli.core.errors import SemimtrError, option
+from semimtr_cli.core.fsutil import atomic_path
+from semimtr_cli.model.config import ModelConfig
+from semimtr_cli.model.factory import MODEL_KINDS, build_model
+from semimtr_cli.model.fusion import IterativeRecognizer
+from semimtr_cli.model.language import BCNLanguage
+from semimtr_cli.model.seqclr import SeqCLRModel
+from semimtr_cli.model.vision import VisionModel
 
 FORMAT = "semimtr"
 FORMAT_VERSION = 1
@@ -181,3 +181,12 @@ def model_from_checkpoint(path_or_ckpt: str | Path | dict) -> tuple[nn.Module, C
     model = build_model(ckpt["kind"], config, charset)
     load_state_dict_strict(model, ckpt["state_dict"], source)
     return model.eval(), charset, ckpt
+
+
+CALIBRATION_KEY = "calibration"
+
+
+def stored_calibration(ckpt: dict) -> dict | None:
+    """The calibration entry of a checkpoint dict, or None."""
+    entry = ckpt.get(CALIBRATION_KEY)
+    return entry if isinstance(entry, dict) and entry.get("temperature") else None

@@ -4,7 +4,7 @@ The defaults are the paper's model (ABINet/SemiMTR: ResNet45 + 3 transformer lay
 attention, 4-layer BCN language model, gated fusion, 3 iterations). ``PRESETS`` holds named
 sizes (``paper``, ``tiny``); a YAML recipe stores ``ModelConfig.to_dict()`` and reads it back
 with :meth:`ModelConfig.from_dict`, which goes through the one config loader
-(:func:`semimtr_cli.config.from_dict`): unknown keys, wrong types and values outside a
+(:func:`semimtr_cli.core.config.loader.from_dict`): unknown keys, wrong types and values outside a
 ``Literal`` are errors in its "did you mean" style.
 """
 
@@ -15,8 +15,9 @@ import typing
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ..config import from_dict as load_schema
-from ..errors import SemimtrError
+from semimtr_cli.core.config.loader import from_dict as load_schema
+from semimtr_cli.core.errors import SemimtrError
+from semimtr_cli.model.backbones import backbone_spec
 
 SeqclrScheme = Literal["null", "linear_per_column", "bilstm", "attn_linear_per_column"]
 Activation = Literal["relu", "gelu"]
@@ -90,11 +91,6 @@ class ModelConfig:
         """Decoding slots: ``max_length`` characters + 1 stop slot."""
         return self.max_length + 1
 
-    @property
-    def timm_name(self) -> str | None:
-        """The timm model name of a ``timm/<name>`` backbone, else None."""
-        return self.backbone[len("timm/"):] if self.backbone.startswith("timm/") else None
-
     # ------------------------------------------------------------------ checks
     def validate(self) -> "ModelConfig":
         """Raise SemimtrError naming the first inconsistent field; return self."""
@@ -102,24 +98,9 @@ class ModelConfig:
         def bad(msg: str) -> SemimtrError:
             return SemimtrError(f"model config: {msg}")
 
-        if self.backbone != "resnet45" and not (self.timm_name or "").strip():
-            raise bad(f"backbone must be 'resnet45' or 'timm/<name>', got {self.backbone!r}")
-        if self.backbone == "resnet45":
-            n = len(self.resnet_channels)
-            if n == 0 or len(self.resnet_blocks) != n or len(self.resnet_strides) != n:
-                raise bad("resnet_channels, resnet_blocks and resnet_strides must be non-empty and of equal length")
-            if self.resnet_channels[-1] != self.d_model:
-                raise bad(f"resnet_channels[-1] ({self.resnet_channels[-1]}) must equal d_model ({self.d_model})")
-            if any(b < 1 for b in self.resnet_blocks) or any(s not in (1, 2) for s in self.resnet_strides):
-                raise bad("resnet_blocks must be >= 1 and resnet_strides 1 or 2")
-            stride = 1
-            for s in self.resnet_strides:
-                stride *= s
-            if self.image_h // stride != self.feature_h or self.image_w // stride != self.feature_w:
-                raise bad(
-                    f"resnet strides give a {self.image_h // stride}x{self.image_w // stride} map for "
-                    f"{self.image_h}x{self.image_w} images, but feature_h x feature_w is {self.feature_h}x{self.feature_w}"
-                )
+        reason = backbone_spec(self.backbone).check(self)
+        if reason:
+            raise bad(reason)
         if self.d_model % self.nhead != 0:
             raise bad(f"d_model ({self.d_model}) must be divisible by nhead ({self.nhead})")
         if self.d_model % 2 != 0:

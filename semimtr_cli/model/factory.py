@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..charset import Charset
-from ..errors import SemimtrError
-from .config import ModelConfig
-from .fusion import IterativeRecognizer
-from .language import BCNLanguage
-from .seqclr import SeqCLRModel
-from .vision import VisionModel
+from semimtr_cli.core.charset import Charset
+from semimtr_cli.core.errors import SemimtrError
+from semimtr_cli.model.config import ModelConfig
+from semimtr_cli.model.fusion import IterativeRecognizer
+from semimtr_cli.model.language import BCNLanguage
+from semimtr_cli.model.seqclr import SeqCLRModel
+from semimtr_cli.model.vision import VisionModel
 
 MODEL_KINDS = ("full", "vision", "seqclr", "language")
 _BUILDERS = {"full": IterativeRecognizer, "vision": VisionModel, "seqclr": SeqCLRModel, "language": BCNLanguage}

@@ -11,10 +11,10 @@ import dataclasses
 import torch
 from torch import nn
 
-from .config import ModelConfig
-from .language import BCNLanguage
-from .outputs import HeadOutput, RecognizerOutput
-from .vision import VisionModel, predicted_lengths
+from semimtr_cli.model.config import ModelConfig
+from semimtr_cli.model.language import BCNLanguage
+from semimtr_cli.model.outputs import HeadOutput, RecognizerOutput
+from semimtr_cli.model.vision import VisionModel, predicted_lengths
 
 
 class Alignment(nn.Module):

@@ -10,10 +10,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .config import ModelConfig
-from .outputs import HeadOutput
-from .transformer import CrossAttentionDecoder, PositionalEncoding
-from .vision import predicted_lengths
+from semimtr_cli.model.config import ModelConfig
+from semimtr_cli.model.outputs import HeadOutput
+from semimtr_cli.model.transformer import CrossAttentionDecoder, PositionalEncoding
+from semimtr_cli.model.vision import predicted_lengths
 
 
 def attention_mask(lengths: torch.Tensor, slots: int) -> torch.Tensor:

@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import ModelConfig
-from .outputs import HeadOutput
-from .vision import VisionModel
+from semimtr_cli.model.config import ModelConfig
+from semimtr_cli.model.outputs import HeadOutput
+from semimtr_cli.model.vision import VisionModel
 
 
 class BiLSTMProjection(nn.Module):

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..charset import Charset
-from ..errors import SemimtrError
-from .checkpoint import describe_key_problems
+from semimtr_cli.core.charset import Charset
+from semimtr_cli.core.errors import SemimtrError
+from semimtr_cli.model.checkpoint import describe_key_problems
 
 PART_PREFIXES = {
     # part -> {source checkpoint kind: key prefix of that part inside the source state dict}

@@ -8,10 +8,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .attention import PositionAttention
-from .backbones import VisionBackbone
-from .config import ModelConfig
-from .outputs import HeadOutput
+from semimtr_cli.model.attention import PositionAttention
+from semimtr_cli.model.backbones import VisionBackbone
+from semimtr_cli.model.config import ModelConfig
+from semimtr_cli.model.outputs import HeadOutput
 
 NULL_CLASS = 0
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from ..model.outputs import HeadOutput, RecognizerOutput
+from semimtr_cli.model.outputs import HeadOutput, RecognizerOutput
 
 
 @dataclass(frozen=True)

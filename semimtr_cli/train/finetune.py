@@ -9,12 +9,12 @@ import copy
 import torch
 from torch import nn
 
-from .. import losses
-from ..errors import SemimtrError
-from ..model.outputs import HEADS
-from .distributed import gather, gather_output
-from .stage_base import Stage
-from .wrappers import PerView, unwrap
+from semimtr_cli.train import losses
+from semimtr_cli.core.errors import SemimtrError
+from semimtr_cli.model.outputs import HEADS
+from semimtr_cli.train.distributed import gather, gather_output
+from semimtr_cli.train.stage_base import Stage
+from semimtr_cli.train.wrappers import PerView, unwrap
 
 
 class Finetune(Stage):

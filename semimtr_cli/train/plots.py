@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..errors import SemimtrError
-from ..fsutil import atomic_path
+from semimtr_cli.core.errors import SemimtrError
+from semimtr_cli.core.fsutil import atomic_path
 
 
 def read_metrics(run_dir: str | Path) -> tuple[list[dict], list[dict]]:

@@ -6,14 +6,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .. import losses
-from ..data.text_corpus import TextCorpusDataset, read_corpus_words, zipf_occurrences
-from ..data.text_noise import disturb_word, spelling_mutation
-from ..errors import SemimtrError
-from ..predict import decode_logits
-from .distributed import gather, gather_output
-from .stage_base import Stage
-from .wrappers import eval_mode, unwrap
+from semimtr_cli.train import losses
+from semimtr_cli.data.text.corpus import TextCorpusDataset, read_corpus_words, zipf_occurrences
+from semimtr_cli.data.text.noise import disturb_word, spelling_mutation
+from semimtr_cli.core.errors import SemimtrError
+from semimtr_cli.model.decoding import decode_logits
+from semimtr_cli.train.distributed import gather, gather_output
+from semimtr_cli.train.stage_base import Stage
+from semimtr_cli.train.wrappers import eval_mode, unwrap
 
 
 class PretrainLanguage(Stage):

@@ -3,11 +3,11 @@ contrastive loss between two views of every crop (``seqclr.mode`` picks the term
 
 from __future__ import annotations
 
-from .. import losses
-from ..errors import SemimtrError
-from .distributed import gather, gather_output
-from .stage_base import Stage
-from .wrappers import PerView
+from semimtr_cli.train import losses
+from semimtr_cli.core.errors import SemimtrError
+from semimtr_cli.train.distributed import gather, gather_output
+from semimtr_cli.train.stage_base import Stage
+from semimtr_cli.train.wrappers import PerView
 
 
 class PretrainVision(Stage):

@@ -13,8 +13,8 @@ import math
 
 import torch
 
-from ..errors import SemimtrError
-from .recipe import OptimConfig
+from semimtr_cli.core.errors import SemimtrError
+from semimtr_cli.train.recipe import OptimConfig
 
 
 def phase_boundaries(periods: list[float], steps_per_epoch: float) -> list[int]:

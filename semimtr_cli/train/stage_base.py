@@ -25,20 +25,20 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..charset import Charset
-from ..data.augment import PerSourcePipeline
-from ..data.datasets import ConcatCrops, CropDataset, MixedDataset, MixedSampler, collate, n_sources
-from ..data.synth_stream import SynthCropDataset, SynthSource
-from ..errors import SemimtrError
-from ..metrics import TextMetrics
-from ..model.checkpoint import load_checkpoint
-from ..model.factory import build_model
-from ..model.outputs import HeadOutput
-from ..model.transfer import TransferReport, load_part
-from ..predict import decode_logits
-from .distributed import DistInfo
-from .recipe import Recipe, training_views
-from .wrappers import eval_mode, unwrap
+from semimtr_cli.core.charset import Charset
+from semimtr_cli.data.augment.pipelines import PerSourcePipeline
+from semimtr_cli.data.datasets import ConcatCrops, CropDataset, MixedDataset, MixedSampler, collate, n_sources
+from semimtr_cli.data.synth.stream import SynthCropDataset, SynthSource
+from semimtr_cli.core.errors import SemimtrError
+from semimtr_cli.core.metrics import TextMetrics
+from semimtr_cli.model.checkpoint import load_checkpoint
+from semimtr_cli.model.factory import build_model
+from semimtr_cli.model.outputs import HeadOutput
+from semimtr_cli.model.transfer import TransferReport, load_part
+from semimtr_cli.model.decoding import decode_logits
+from semimtr_cli.train.distributed import DistInfo
+from semimtr_cli.train.recipe import Recipe, training_views
+from semimtr_cli.train.wrappers import eval_mode, unwrap
 
 
 @dataclass

@@ -15,11 +15,11 @@ Every name above can also be imported from here.
 
 from __future__ import annotations
 
-from .finetune import Finetune
-from .pretrain_lm import PretrainLanguage
-from .pretrain_vision import PretrainVision
-from .stage_base import Stage, StageContext
-from .wrappers import PerView, eval_mode, unwrap
+from semimtr_cli.train.finetune import Finetune
+from semimtr_cli.train.pretrain_lm import PretrainLanguage
+from semimtr_cli.train.pretrain_vision import PretrainVision
+from semimtr_cli.train.stage_base import Stage, StageContext
+from semimtr_cli.train.wrappers import PerView, eval_mode, unwrap
 
 STAGE_CLASSES: dict[str, type[Stage]] = {cls.name: cls for cls in (PretrainVision, PretrainLanguage, Finetune)}
 

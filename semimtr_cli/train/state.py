@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..fsutil import atomic_write_text
-from . import distributed as ddp
+from semimtr_cli.core.fsutil import atomic_write_text
+from semimtr_cli.train import distributed as ddp
 
 
 @dataclass

@@ -30,19 +30,19 @@ from typing import Callable
 import torch
 from torch.utils.data import DataLoader
 
-from ..charset import Charset
-from ..config import save_config, to_dict
-from ..data.datasets import collate
-from ..errors import SemimtrError, option
-from ..fsutil import atomic_write_json
-from ..model.checkpoint import load_checkpoint, make_checkpoint, write_checkpoint
-from ..runtime import choose_precision, cpu_info, pick_device
-from . import distributed as ddp
-from .recipe import Recipe
-from .schedule import make_optimizer, make_scheduler
-from .stage_base import StageContext
-from .stages import STAGE_CLASSES
-from .state import LoopState, MetricsLog, capture_rng, restore_rng, seed_all
+from semimtr_cli.core.charset import Charset
+from semimtr_cli.core.config.loader import save_config, to_dict
+from semimtr_cli.data.datasets import collate
+from semimtr_cli.core.errors import SemimtrError, option
+from semimtr_cli.core.fsutil import atomic_write_json
+from semimtr_cli.model.checkpoint import load_checkpoint, make_checkpoint, write_checkpoint
+from semimtr_cli.core.runtime import choose_precision, cpu_info, pick_device
+from semimtr_cli.train import distributed as ddp
+from semimtr_cli.train.recipe import Recipe
+from semimtr_cli.train.schedule import make_optimizer, make_scheduler
+from semimtr_cli.train.stage_base import StageContext
+from semimtr_cli.train.stages import STAGE_CLASSES
+from semimtr_cli.train.state import LoopState, MetricsLog, capture_rng, restore_rng, seed_all
 
 Progress = Callable[[int, int, dict], None]
 
@@ -321,7 +321,7 @@ class Run:
         if self.info.is_main:
             atomic_write_json(self.out / "summary.json", summary)
             try:
-                from .plots import plot_run
+                from semimtr_cli.train.plots import plot_run
 
                 plot_run(self.out)
             except Exception as exc:  # a plot must never fail a finished run

@@ -1,0 +1,177 @@
+"""Fonts for the synthetic word renderer: bundled font sets, font folders, glyph coverage.
+
+Without a font folder the renderer uses matplotlib's bundled TrueType fonts, grouped into the
+``sans``, ``serif`` and ``mono`` sets (:data:`BUNDLED_FONT_SETS`). :func:`font_covers` says which
+characters a font really draws (TeX's Computer Modern fonts only for :data:`_OT1_SAFE`).
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from PIL import ImageFont
+
+from semimtr_cli.core.errors import SemimtrError, UsageError, option
+
+FONT_EXTENSIONS = (".ttf", ".otf", ".ttc")
+
+# matplotlib's bundled fonts that draw ordinary text (symbol-only fonts such as cmex10, cmsy10,
+# cmmi10, STIXSiz*, STIXNonUni*, DejaVu*Display and LastResortHE are left out).
+BUNDLED_FONT_SETS: dict[str, tuple[str, ...]] = {
+    "sans": (
+        "DejaVuSans.ttf",
+        "DejaVuSans-Bold.ttf",
+        "DejaVuSans-Oblique.ttf",
+        "DejaVuSans-BoldOblique.ttf",
+        "cmss10.ttf",
+    ),
+    "serif": (
+        "DejaVuSerif.ttf",
+        "DejaVuSerif-Bold.ttf",
+        "DejaVuSerif-Italic.ttf",
+        "DejaVuSerif-BoldItalic.ttf",
+        "STIXGeneral.ttf",
+        "STIXGeneralBol.ttf",
+        "STIXGeneralItalic.ttf",
+        "STIXGeneralBolIta.ttf",
+        "cmr10.ttf",
+        "cmb10.ttf",
+        "cmti10.ttf",
+    ),
+    "mono": (
+        "DejaVuSansMono.ttf",
+        "DejaVuSansMono-Bold.ttf",
+        "DejaVuSansMono-Oblique.ttf",
+        "DejaVuSansMono-BoldOblique.ttf",
+        "cmtt10.ttf",
+    ),
+}
+FONT_SET_PRESETS = ("sans", "serif", "mono", "all")
+DEFAULT_FONT_SET = {"clean": "sans", "wild": "serif,mono"}
+
+# The Computer Modern TTFs use TeX's OT1 layout: letters and digits sit at their ASCII codes but
+# several punctuation codes hold other glyphs ('<' is an inverted '!', '"' a closing quote...).
+# Only these characters are trusted to look like their label in those fonts.
+_OT1_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 !#%&'()*+,-./:;=?@[]")
+# Characters every usable font must draw at least one of (fonts drawing none are dropped).
+PROBE = "abcdefghijklmnopqrstuvwxyz0123456789"
+
+
+def bundled_font_dir() -> Path:
+    """matplotlib's folder of bundled TrueType fonts (DejaVu, STIX, Computer Modern)."""
+    import matplotlib
+
+    return Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+
+
+def list_font_files(root: str | Path) -> list[Path]:
+    """TTF/OTF/TTC files under ``root`` (recursively, sorted; hidden entries skipped).
+
+    Raises:
+        SemimtrError: if ``root`` is missing or holds no font file.
+    """
+    root = Path(root)
+    if not root.exists():
+        raise SemimtrError(f"font folder not found: {root}")
+    if root.is_file():
+        found = [root] if root.suffix.lower() in FONT_EXTENSIONS else []
+    else:
+        found = sorted(
+            p
+            for p in root.rglob("*")
+            if p.is_file()
+            and p.suffix.lower() in FONT_EXTENSIONS
+            and not any(part.startswith(".") for part in p.relative_to(root).parts)
+        )
+    if not found:
+        raise SemimtrError(f"no font files (.ttf/.otf/.ttc) found in {root}")
+    return found
+
+
+def _select(pool: dict[str, Path], spec: str, *, allow_presets: bool) -> list[Path]:
+    chosen: dict[str, Path] = {}
+    for item in (part.strip() for part in spec.split(",")):
+        if not item:
+            continue
+        if item == "all":
+            chosen.update(pool)
+        elif item in BUNDLED_FONT_SETS:
+            if not allow_presets:
+                raise UsageError(
+                    f"font set '{item}' names matplotlib's bundled fonts; with {option('fonts')} use 'all' "
+                    "or a comma list of font file names"
+                )
+            chosen.update({name: pool[name] for name in BUNDLED_FONT_SETS[item] if name in pool})
+        else:
+            matches = {n: p for n, p in pool.items() if item in (n, Path(n).stem)}
+            if not matches:
+                raise UsageError(
+                    f"unknown font or font set '{item}' (presets: {', '.join(FONT_SET_PRESETS)}; "
+                    f"fonts: {', '.join(sorted(pool)[:12])}{' ...' if len(pool) > 12 else ''})"
+                )
+            chosen.update(matches)
+    if not chosen:
+        raise UsageError(f"font set '{spec}' selects no font")
+    return [chosen[name] for name in sorted(chosen)]
+
+
+def resolve_fonts(fonts_dir: str | Path | None = None, font_set: str | None = None, style: str = "clean") -> list[Path]:
+    """Font files to render with.
+
+    Without ``fonts_dir``: matplotlib's bundled fonts, filtered by ``font_set`` - a preset
+    (``sans``, ``serif``, ``mono``, ``all``), a font file name/stem, or a comma list of these
+    (e.g. ``serif,DejaVuSansMono``). Default: ``sans`` for ``clean``, ``serif,mono`` for ``wild``.
+    With ``fonts_dir``: every font file under it (``font_set`` may name some of them).
+    """
+    if fonts_dir is not None:
+        files = list_font_files(fonts_dir)
+        root = Path(fonts_dir)
+        pool = {str(p.relative_to(root)) if root.is_dir() else p.name: p for p in files}
+        pool.update({p.name: p for p in files if p.name not in pool})
+        if not font_set or font_set == "all":
+            return files
+        return sorted(set(_select(pool, font_set, allow_presets=False)))
+    folder = bundled_font_dir()
+    names = sorted({n for names in BUNDLED_FONT_SETS.values() for n in names})
+    pool = {n: folder / n for n in names if (folder / n).is_file()}
+    if not pool:
+        raise SemimtrError(f"matplotlib's bundled fonts are missing from {folder}; pass {option('fonts')} DIR")
+    return _select(pool, font_set or DEFAULT_FONT_SET.get(style, "sans"), allow_presets=True)
+
+
+@lru_cache(maxsize=None)
+def _glyph_index_lookup(path: str):
+    from matplotlib.ft2font import FT2Font
+
+    try:
+        return FT2Font(path)
+    except Exception as exc:  # FreeType raises RuntimeError / ValueError / OSError
+        raise SemimtrError(f"{path}: cannot load font ({exc})") from None
+
+
+def font_covers(path: str | Path, chars: set[str]) -> set[str]:
+    """The subset of ``chars`` that the font at ``path`` has glyphs for."""
+    path = str(path)
+    ft = _glyph_index_lookup(path)
+    name = os.path.basename(path).lower()
+    restricted = name.startswith("cm") and name.endswith("10.ttf")
+    covered = set()
+    for ch in chars:
+        if ch == " ":
+            covered.add(ch)
+        elif (not restricted or ch in _OT1_SAFE) and ft.get_char_index(ord(ch)) != 0:
+            covered.add(ch)
+    return covered
+
+
+@lru_cache(maxsize=512)
+def load_font(path: str, size: int) -> tuple[ImageFont.FreeTypeFont, int, int]:
+    """(font, top, bottom) with top/bottom the extent of 'Hg' relative to the baseline (pixels)."""
+    try:
+        font = ImageFont.truetype(path, size)
+    except OSError as exc:
+        raise SemimtrError(f"{path}: cannot load font ({exc})") from None
+    _, top, _, bottom = font.getbbox("Hg", anchor="ls")
+    return font, top, bottom
