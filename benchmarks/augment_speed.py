@@ -41,8 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from semimtr_cli.core.fsutil import atomic_write_json
 from semimtr_cli.core.runtime import machine_record
-from semimtr_cli.data.augment.pipelines import build_pipeline
 from semimtr_cli.data.augment.abinet import AbinetAugment
+from semimtr_cli.data.augment.pipelines import build_pipeline
 from semimtr_cli.data.image import to_model_input
 from semimtr_cli.train.preview import dejavu_font
 

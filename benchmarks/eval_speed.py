@@ -31,17 +31,17 @@ from pathlib import Path
 
 import torch
 
-from semimtr_cli.core.runtime import machine_record
 from semimtr_cli.core.charset import Charset
+from semimtr_cli.core.fsutil import atomic_write_json
+from semimtr_cli.core.runtime import machine_record
 from semimtr_cli.data.benchmarks import resolve_sets
 from semimtr_cli.data.synth.generate import generate
 from semimtr_cli.evaluation.protocol import Protocol
 from semimtr_cli.evaluation.scoring import evaluate_set
-from semimtr_cli.core.fsutil import atomic_write_json
+from semimtr_cli.infer.predictor import Predictor
 from semimtr_cli.model.checkpoint import save_checkpoint
 from semimtr_cli.model.config import ModelConfig
 from semimtr_cli.model.factory import build_model
-from semimtr_cli.infer.predictor import Predictor
 
 
 def official_run(args, lmdb: Path, weights: Path, workers: int) -> dict:

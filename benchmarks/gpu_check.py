@@ -283,13 +283,23 @@ def make_data(folder: Path, count: int, workers: int) -> None:
     generate(folder / "unl", count, seed=1, lmdb=True, unlabeled=True, style="wild", workers=workers)
 
 
+def default_out(dry_run: bool) -> Path:
+    """Where the report goes without --out: the committed results file only for a real GPU run."""
+    if dry_run:
+        return Path(tempfile.gettempdir()) / "gpu_check_dry_run.json"
+    return ROOT / "benchmarks" / "results" / "gpu_check.json"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dry-run", action="store_true", help="CPU, tiny model, a few steps: check the plumbing")
     ap.add_argument("--steps", type=int, default=20, help="optimizer steps per training run (GPU)")
     ap.add_argument("--official-repo", type=Path, default=None, help="local clone of the official SemiMTR code")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "gpu_check.json")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="JSON report (default: benchmarks/results/gpu_check.json for a GPU run; a dry run "
+                         "writes gpu_check_dry_run.json in the system's temp folder, never over the committed GPU figures)")
     args = ap.parse_args(argv)
+    args.out = args.out or default_out(args.dry_run)
     if not args.dry_run and not torch.cuda.is_available():
         raise SystemExit("no CUDA device: run with --dry-run on a CPU machine")
     plan = Plan(args.dry_run, args.steps)

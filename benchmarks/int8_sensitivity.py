@@ -36,12 +36,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from model_speed import lmdb_images  # noqa: E402
-from semimtr_cli.data.image import IMAGENET_STD, to_model_input
-from semimtr_cli.infer.onnx_predictor import OnnxPredictor
-from semimtr_cli.infer.export import export_onnx
+
 from semimtr_cli.core.fsutil import atomic_write_json
-from semimtr_cli.model.decoding import decode_logits
 from semimtr_cli.core.runtime import machine_record
+from semimtr_cli.data.image import IMAGENET_STD, to_model_input
+from semimtr_cli.infer.export import export_onnx
+from semimtr_cli.infer.onnx_predictor import OnnxPredictor
+from semimtr_cli.model.decoding import decode_logits
 
 HEAD = "alignment"
 NOISE_GREY_LEVELS = (0.5, 1.0)

@@ -26,8 +26,8 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from semimtr_cli.core.runtime import machine_record
 from semimtr_cli.core.charset import Charset
+from semimtr_cli.core.runtime import machine_record
 from semimtr_cli.data.augment.pipelines import PerSourcePipeline
 from semimtr_cli.data.datasets import CropDataset, collate
 from semimtr_cli.data.lmdb.io import write_lmdb

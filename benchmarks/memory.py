@@ -58,8 +58,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "memory.json")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
-    from semimtr_cli.data.synth.generate import generate
     from semimtr_cli.core.runtime import machine_record
+    from semimtr_cli.data.synth.generate import generate
 
     results = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -32,14 +32,14 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
-from semimtr_cli.core.runtime import machine_record
 from semimtr_cli.core.charset import Charset
 from semimtr_cli.core.fsutil import atomic_write_json
+from semimtr_cli.core.runtime import machine_record
 from semimtr_cli.model.checkpoint import model_from_checkpoint
 from semimtr_cli.model.config import ModelConfig
+from semimtr_cli.model.decoding import decode_logits
 from semimtr_cli.model.factory import build_model
 from semimtr_cli.model.outputs import HeadOutput, RecognizerOutput
-from semimtr_cli.model.decoding import decode_logits
 
 REFERENCE = {
     "source": "OFFICIAL-FACTS.md section 11 (official modules, this 2-core machine, 2 threads)",
@@ -57,10 +57,9 @@ def load_official(repo: Path, charset_path: Path):
     mpl.colors, mpl.pyplot = types.ModuleType("colors"), types.ModuleType("pyplot")
     for name, mod in (("matplotlib", mpl), ("matplotlib.colors", mpl.colors), ("matplotlib.pyplot", mpl.pyplot)):
         sys.modules.setdefault(name, mod)
+    from official_config import official_config
     from semimtr.modules.model_abinet_iter import ABINetIterModel
     from semimtr.modules.model_vision import BaseVision
-
-    from official_config import official_config
 
     cfg = official_config(str(charset_path))
     return ABINetIterModel, BaseVision, cfg
@@ -160,8 +159,8 @@ class OrtGraph(torch.nn.Module):
         import logging
         import tempfile
 
-        from semimtr_cli.infer.onnx_predictor import OnnxPredictor
         from semimtr_cli.infer.export import export_onnx
+        from semimtr_cli.infer.onnx_predictor import OnnxPredictor
         from semimtr_cli.model.checkpoint import save_checkpoint
 
         super().__init__()

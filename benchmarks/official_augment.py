@@ -49,10 +49,9 @@ def build(repo: Path, settings: list[dict]):
     import imgaug
     import torch
     from PIL import Image
-    from torchvision import transforms
-
     from semimtr.dataset.augmentation_pipelines import get_augmentation_pipeline
     from semimtr.utils import transforms as T
+    from torchvision import transforms
 
     cv2.setNumThreads(1)
     torch.set_num_threads(1)

@@ -41,12 +41,13 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import torch
     import torch.nn.functional as F
-    from torch.utils.data import DataLoader
-
-    from semimtr.dataset.dataset import collate_fn_filter_none
-    from semimtr.dataset.dataset_consistency_regularization import ImageDatasetConsistencyRegularization
-    from semimtr.modules.model_fusion_teacher_student_ema import TeacherStudentFusionEMA
     from official_config import official_config
+    from semimtr.dataset.dataset import collate_fn_filter_none
+    from semimtr.dataset.dataset_consistency_regularization import (
+        ImageDatasetConsistencyRegularization,
+    )
+    from semimtr.modules.model_fusion_teacher_student_ema import TeacherStudentFusionEMA
+    from torch.utils.data import DataLoader
 
     torch.set_num_threads(args.threads)
     charset_path = str(args.repo / "data" / "charset_36.txt")

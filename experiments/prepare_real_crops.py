@@ -50,8 +50,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from semimtr_cli.core.charset import Charset
-from semimtr_cli.data.lmdb.build import build_lmdb
 from semimtr_cli.core.errors import SemimtrError
+from semimtr_cli.data.lmdb.build import build_lmdb
 
 SOURCES = ("iiit5k", "svt", "ic03", "ic15")
 SPLITS = ("labeled", "valid", "test", "unlabeled")

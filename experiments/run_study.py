@@ -33,10 +33,23 @@ from dataclasses import asdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from study_plan import (GATE, PLANS, PSEUDO_THRESHOLDS, RECIPES, REPO, Sizes, Steps, calibration_kinds,  # noqa: E402
-                        plan_jobs, regime_a, regime_a_sets, regime_b, scored_crops, set_steps)
+from study_plan import (  # noqa: E402
+    GATE,
+    PLANS,
+    PSEUDO_THRESHOLDS,
+    RECIPES,
+    REPO,
+    Sizes,
+    Steps,
+    calibration_kinds,
+    plan_jobs,
+    regime_a,
+    regime_a_sets,
+    regime_b,
+    scored_crops,
+    set_steps,
+)
 from study_pool import Job, Pool, log, run_jobs  # noqa: E402
-
 
 # ============================================================================ worker side
 HEADS = ["alignment", "language", "vision"]
@@ -90,8 +103,8 @@ def score_sets(ckpt: Path, sets: dict[str, str], heads: list[str]) -> dict:
 def label_pool(ckpt: Path, paths: list[str], heads: list[str]) -> dict:
     """Pseudo-labels of the (labeled copy of the) unlabeled pool, weak view as fine-tuning's teacher sees it."""
     from semimtr_cli.infer.predictor import load_predictor
-    from semimtr_cli.pseudolabels.stats import summarize
     from semimtr_cli.pseudolabels.run import run_teacher
+    from semimtr_cli.pseudolabels.stats import summarize
 
     predictor = load_predictor(ckpt, device="cpu")
     out = {}
@@ -286,8 +299,8 @@ def score_unseen_of_reused(jobs: list[Job], pool: Pool) -> list[str]:
 def unseen_sets(root: Path) -> dict[str, str]:
     """``U_<benchmark>`` -> LMDB of the benchmark test splits under ``root`` (prepare_real_crops.py
     --unseen-out): IIIT5k 3000, SVT 647 and IC15 2077."""
-    from semimtr_cli.data.benchmarks import resolve_sets
     from semimtr_cli.core.errors import SemimtrError
+    from semimtr_cli.data.benchmarks import resolve_sets
 
     try:
         sets, _ = resolve_sets("IIIT5k,SVT,IC15", root)
@@ -308,8 +321,8 @@ def lmdb_sizes(regimes) -> dict[str, int]:
 def thin_pool(src: Path, dst: Path, n: int) -> Path:
     """The first of every ``len/n`` crops of a labeled pool copy as its own LMDB (every source of a
     pool built source by source keeps its share); reused when ``dst`` records the same source and n."""
-    from semimtr_cli.data.lmdb.io import LmdbReader, write_lmdb
     from semimtr_cli.core.fsutil import atomic_write_json
+    from semimtr_cli.data.lmdb.io import LmdbReader, write_lmdb
 
     stamp, want = dst.with_name(dst.name + ".json"), {"source": str(src), "n": n}
     if dst.is_dir() and stamp.is_file() and json.loads(stamp.read_text()) == want:

@@ -187,7 +187,11 @@ def _pick(cands: list[Candidate], bench: Benchmark, wanted: int | None) -> Candi
 
 def custom_sets(item: str) -> list[EvalSet]:
     """EvalSets of a path given in ``--bench`` (LMDB, folder of LMDBs, folder with labels, label file)."""
-    from semimtr_cli.data.lmdb.sources import SourceOptions, find_folder_label_file, records_from_label_file
+    from semimtr_cli.data.lmdb.sources import (
+        SourceOptions,
+        find_folder_label_file,
+        records_from_label_file,
+    )
 
     p = Path(item)
     if not p.exists():
@@ -230,7 +234,6 @@ def resolve_sets(bench: str, data: str | Path | None, protocol: str = "paper") -
     if not items:
         raise UsageError(f"{option('bench')} is empty")
     named: list[tuple[Benchmark, int | None]] = []
-    out: list[tuple[int, EvalSet]] = []
     order: list[object] = []
     for item in items:
         if item.lower() in GROUPS:

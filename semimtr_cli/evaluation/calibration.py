@@ -1,7 +1,7 @@
 """Confidence calibration: one softmax temperature per head, fitted on labeled crops.
 
 A word's confidence is the probability of the greedy string: the product of each predicted
-slot's maximum softmax probability, stop slot included (``predict.decode_logits``). Temperature
+slot's maximum softmax probability, stop slot included (``model.decoding.decode_logits``). Temperature
 scaling divides a head's logits by ``T > 0`` before the softmax: the argmax, so the text, is
 unchanged, while an over-confident head (``T > 1``) gets lower confidences.
 
@@ -16,7 +16,7 @@ kept out of the fit so that the report shows the expected calibration error (ECE
 after on crops the temperature never saw.
 
 What the checkpoint stores under :data:`CALIBRATION_KEY` (older checkpoints without it still
-load; :class:`predict.Predictor` applies the temperatures when asked to)::
+load; :class:`infer.predictor.Predictor` applies the temperatures when asked to)::
 
     {"method": "temperature", "temperature": {head: T}, "threshold": {head: t or None},
      "target_precision": p, "fitted_samples": n, "sets": [...], "ece": {head: {...}}}
@@ -36,14 +36,22 @@ import numpy as np
 import torch
 
 from semimtr_cli.core.charset import NULL_ID
+from semimtr_cli.core.errors import SemimtrError, UsageError
+from semimtr_cli.core.metrics import calibration_bins, expected_calibration_error
 from semimtr_cli.data.benchmarks import EvalSet
 from semimtr_cli.evaluation.items import collate_eval, eval_items
-from semimtr_cli.core.errors import SemimtrError, UsageError
-from semimtr_cli.evaluation.protocol import Protocol, check_charset_fit, normalize_prediction, resolve_heads
-from semimtr_cli.core.metrics import calibration_bins, expected_calibration_error
-from semimtr_cli.model.checkpoint import load_checkpoint, write_checkpoint
+from semimtr_cli.evaluation.protocol import (
+    Protocol,
+    check_charset_fit,
+    normalize_prediction,
+    resolve_heads,
+)
+from semimtr_cli.model.checkpoint import (
+    CALIBRATION_KEY,
+    load_checkpoint,
+    write_checkpoint,
+)
 from semimtr_cli.model.decoding import decode_logits
-from semimtr_cli.model.checkpoint import CALIBRATION_KEY
 
 COVERAGES = (50, 80, 90, 100)
 OBJECTIVES = ("correct", "label")
@@ -175,7 +183,7 @@ def collect(predictor, sets: Sequence[EvalSet], protocol: Protocol, heads: Seque
         loader = DataLoader(eval_items(evset, model_protocol, size), batch_size=batch_size, shuffle=False,
                             num_workers=workers, collate_fn=collate_eval)
         for batch in loader:
-            bad += len(batch["bad"])
+            bad += len(batch["bad"])  # not fitted on: no logits to scale
             if batch["image"] is not None:
                 out = predictor.forward(batch["image"])
                 truth = [normalize_prediction(t, protocol.charset) for t in batch["labels"]]

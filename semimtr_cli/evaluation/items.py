@@ -1,9 +1,9 @@
 """Benchmark sets as Datasets of evaluation items, for ``evaluate`` (LMDB or labels file + images).
 
-An item is ``{"image": (3, H, W) float32, "label": str, "key": str}``, or ``{"key", "error"}``
-for an image that cannot be scored (undecodable, smaller than the protocol's ``min_side``), so
-that unreadable images are counted and listed instead of dropped. :func:`collate_eval` keeps
-the two apart.
+An item is ``{"image": (3, H, W) float32, "label": str, "key": str}``, or ``{"key", "error",
+"label"}`` for an image that cannot be read (undecodable, or smaller than a ``min_side`` the
+protocol asks for; ``label`` None when the line has none), so that unreadable images count as
+wrong words and are listed instead of dropped. :func:`collate_eval` keeps the two apart.
 """
 
 from __future__ import annotations
@@ -18,7 +18,12 @@ from torch.utils.data import Dataset
 from semimtr_cli.core.errors import SemimtrError
 from semimtr_cli.data.benchmarks import EvalSet
 from semimtr_cli.data.datasets import CropDataset
-from semimtr_cli.data.image import as_uint8_array, decode_image, rotate_tall, to_model_input
+from semimtr_cli.data.image import (
+    as_uint8_array,
+    decode_image,
+    rotate_tall,
+    to_model_input,
+)
 
 if TYPE_CHECKING:
     from semimtr_cli.evaluation.protocol import Protocol
@@ -53,8 +58,11 @@ class LmdbEvalItems(Dataset):
         try:
             item = self.crops[i]
         except SemimtrError as exc:  # BadSample (undecodable / too small) or a missing image key
-            return {"key": self.key(i), "error": str(exc)}
-        return {"image": item["image"], "label": self.charset.decode(item["label"].tolist()), "key": self.key(i)}
+            return {"key": self.key(i), "error": str(exc), "label": self.label(i)}
+        return {"image": item["image"], "label": self.label(i), "key": self.key(i)}
+
+    def label(self, i: int) -> str:
+        return self.charset.decode(self.crops.label_ids(i).tolist())
 
 
 class FolderEvalItems(Dataset):
@@ -83,17 +91,17 @@ class FolderEvalItems(Dataset):
     def __getitem__(self, i: int) -> dict:
         file, label, key, problem = self.items[i]
         if file is None:
-            return {"key": key, "error": f"{key}: {problem}"}
+            return {"key": key, "error": f"{key}: {problem}", "label": None}
         try:
             data = Path(file).read_bytes()
             img = as_uint8_array(decode_image(data, name=file))
         except OSError as exc:
-            return {"key": key, "error": f"{file}: cannot be read ({exc.strerror or exc})"}
+            return {"key": key, "error": f"{file}: cannot be read ({exc.strerror or exc})", "label": label}
         except SemimtrError as exc:
-            return {"key": key, "error": str(exc)}
+            return {"key": key, "error": str(exc), "label": label}
         h, w = img.shape[:2]
         if h < self.protocol.min_side or w < self.protocol.min_side:
-            return {"key": key, "error": f"{file}: {w}x{h} px is smaller than {self.protocol.min_side} px"}
+            return {"key": key, "error": f"{file}: {w}x{h} px is smaller than {self.protocol.min_side} px", "label": label}
         if self.protocol.rotate_tall:
             img = rotate_tall_view(img)
         return {"image": to_model_input(img, *self.image_size), "label": label, "key": key}
@@ -107,11 +115,12 @@ def eval_items(evset: EvalSet, protocol: "Protocol", image_size: tuple[int, int]
 
 
 def collate_eval(items: list[dict]) -> dict:
-    """Good items stacked (``image`` (N,3,H,W), ``labels``, ``keys``); bad ones in ``bad``."""
+    """Good items stacked (``image`` (N,3,H,W), ``labels``, ``keys``); bad ones in ``bad`` as
+    (key, error, label or None)."""
     good = [x for x in items if "error" not in x]
     return {
         "image": torch.stack([x["image"] for x in good]) if good else None,
         "labels": [x["label"] for x in good],
         "keys": [x["key"] for x in good],
-        "bad": [(x["key"], x["error"]) for x in items if "error" in x],
+        "bad": [(x["key"], x["error"], x["label"]) for x in items if "error" in x],
     }

@@ -1,14 +1,19 @@
-"""TODO docstring."""
+"""The evaluation protocol: which labels count, how predictions are normalised, which heads.
+
+:class:`Protocol` names the charset labels are normalised with (default preset ``36``:
+lower-cased, symbols outside a-z0-9 removed) and the image pipeline; predictions are normalised
+the same way (:func:`normalize_prediction`); :func:`check_charset_fit` refuses a model whose
+charset cannot produce the protocol's symbols; :func:`resolve_heads` expands ``--head``.
+"""
 
 from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass, field
 
-
 from semimtr_cli.core.charset import Charset
-from semimtr_cli.data.image import MIN_SIDE
 from semimtr_cli.core.errors import SemimtrError, option
+from semimtr_cli.infer.backend import FINAL_HEAD
 from semimtr_cli.model.outputs import HEADS
 
 
@@ -22,7 +27,7 @@ class Protocol:
     rotate_tall: bool = False
     confidence: str = "product"
     weights: str = "num_samples"
-    min_side: int = MIN_SIDE
+    min_side: int = 1  # every decodable crop is scored (IIIT5K test holds a 6x12 px one); the official loader's 7 on request
     subsets: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -35,8 +40,9 @@ class Protocol:
             "max_length": cs.max_length,
             "unknown_symbols": cs.unknown,
             "normalisation": cs.describe(),
-            "skipped": "samples whose normalised label is empty or longer than max_length; images that "
-                       f"cannot be decoded or are smaller than {self.min_side} px",
+            "skipped": "samples whose normalised label is empty or longer than max_length",
+            "bad_images": (f"images that cannot be decoded{' or are smaller than %d px' % self.min_side if self.min_side > 1 else ''}"
+                           " count as wrong words and are listed"),
             "predictions": "case-folded like labels, symbols outside the charset removed",
             "rotate_tall": self.rotate_tall,
             "confidence": self.confidence,
@@ -76,11 +82,11 @@ def check_charset_fit(model_charset: Charset, protocol: Charset, source: str) ->
 
 
 def resolve_heads(predictor, head: str) -> list[str]:
-    """``all`` -> every head the model has; otherwise the one head (checked)."""
+    """``all`` -> every head the model has; ``final`` -> the model's answer head; otherwise the
+    one head (checked)."""
     if head == "all":
         return list(predictor.heads)
-    predictor.check_head(head)
-    return [head]
+    return [predictor.resolve_head(head)]
 
 
-HEAD_CHOICES = HEADS + ("all",)
+HEAD_CHOICES = (FINAL_HEAD,) + HEADS + ("all",)

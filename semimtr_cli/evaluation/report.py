@@ -1,4 +1,5 @@
-"""TODO docstring."""
+"""An evaluation's report: result objects (JSON), wrong-prediction and bad-image rows (CSV),
+baseline deltas and the bar plot; :class:`EvalReport` holds them and writes each file atomically."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from typing import Sequence
 
 import numpy as np
 
-from semimtr_cli.data.benchmarks import EvalSet
 from semimtr_cli.core.errors import SemimtrError
 from semimtr_cli.core.fsutil import atomic_path, atomic_write_json
+from semimtr_cli.data.benchmarks import EvalSet
 from semimtr_cli.evaluation.protocol import Protocol
 from semimtr_cli.evaluation.results import SetResult, averages
 
@@ -104,7 +105,9 @@ class EvalReport:
             written.append(str(csv_path))
         if errors_path is not None:
             cols = ["checkpoint", "head", "set", "key", "label", "prediction", "confidence", "error"]
-            bad = [dict(r, head="", label="", prediction="", confidence=None) for r in self.bad_images]
+            scored = {(e["set"], e["key"]) for e in self.errors}  # unreadable labeled crops are wrong words already
+            bad = [dict(r, head="", label="", prediction="", confidence=None) for r in self.bad_images
+                   if (r["set"], r["key"]) not in scored]
             with atomic_path(errors_path, suffix=".csv") as tmp:
                 pd.DataFrame(self.errors + bad, columns=cols).to_csv(tmp, index=False)
             written.append(str(errors_path))

@@ -1,4 +1,9 @@
-"""TODO docstring."""
+"""What scoring one set yields (:class:`SetResult`) and how sets are averaged.
+
+Per set: word accuracy, 1-NED, char accuracy, mean confidence, ECE and the alignment head's fusion
+flips against the vision head (:data:`FUSION_FLIPS`). Overall (:func:`averages`): weighted by
+each set's ``num_samples`` (the paper's "Avg") or by scored crops, and the plain mean over sets.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +12,9 @@ from typing import Sequence
 
 import numpy as np
 
-from semimtr_cli.data.benchmarks import EvalSet
 from semimtr_cli.core.errors import UsageError
 from semimtr_cli.core.metrics import TextMetrics
-
+from semimtr_cli.data.benchmarks import EvalSet
 
 METRIC_NAMES = ("accuracy", "one_minus_ned", "mean_confidence", "char_accuracy", "ece")
 

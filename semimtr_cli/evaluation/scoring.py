@@ -1,4 +1,4 @@
-"""Benchmark evaluation: the protocol, per-set and overall metrics, wrong-prediction rows.
+"""Benchmark evaluation: score checkpoints on sets under a protocol (``evaluation/protocol.py``).
 
 Protocol (default = the paper's, OFFICIAL-FACTS §10):
 
@@ -9,7 +9,8 @@ Protocol (default = the paper's, OFFICIAL-FACTS §10):
 * crops are decoded to RGB and resized to the model input (no rotation unless
   ``rotate_tall``); undecodable or too-small images (<= 6 px, as the official loader) are not
   scored, counted, and listed with their key;
-* the head scored is ``alignment`` (final fused output) unless told otherwise;
+* the head scored is the model's final one (``alignment`` for a full model, ``vision`` for a
+  vision model) unless told otherwise;
 * per set: word accuracy, 1-NED, char accuracy, mean confidence and the expected calibration
   error of the word confidences (percent, see metrics.py); confidences are the calibrated ones
   when the checkpoint holds a calibration (``semimtr calibrate``) unless ``calibration="off"``;
@@ -28,15 +29,28 @@ from typing import Callable, Sequence
 import torch
 from torch.utils.data import DataLoader
 
-from semimtr_cli.data.benchmarks import EvalSet
-from semimtr_cli.evaluation.items import collate_eval, eval_items
 from semimtr_cli.core.errors import UsageError
 from semimtr_cli.core.metrics import TextMetrics
-from semimtr_cli.model.decoding import Decoded, decode_logits
-from semimtr_cli.infer.open import open_backend
-from semimtr_cli.evaluation.protocol import HEAD_CHOICES, Protocol, check_charset_fit, normalize_prediction, resolve_heads
-from semimtr_cli.evaluation.report import EvalReport, add_baseline_deltas, bad_image_rows, error_rows, result_objects
+from semimtr_cli.data.benchmarks import EvalSet
+from semimtr_cli.evaluation.items import collate_eval, eval_items
+from semimtr_cli.evaluation.protocol import (
+    HEAD_CHOICES,
+    Protocol,
+    check_charset_fit,
+    normalize_prediction,
+    resolve_heads,
+)
+from semimtr_cli.evaluation.report import (
+    EvalReport,
+    add_baseline_deltas,
+    bad_image_rows,
+    error_rows,
+    result_objects,
+)
 from semimtr_cli.evaluation.results import FUSION_FLIPS, SetResult, count_fusion_flips
+from semimtr_cli.infer.backend import FINAL_HEAD
+from semimtr_cli.infer.open import open_backend
+from semimtr_cli.model.decoding import Decoded, decode_logits
 
 
 def evaluate_set(predictor, evset: EvalSet, protocol: Protocol, heads: Sequence[str], *, batch_size: int = 64,
@@ -55,7 +69,8 @@ def evaluate_set(predictor, evset: EvalSet, protocol: Protocol, heads: Sequence[
     bad: list[tuple[str, str]] = []
     fusion = dict.fromkeys(FUSION_FLIPS, 0) if {"vision", "alignment"} <= set(predictor.heads) else None
     for batch in loader:
-        bad.extend(batch["bad"])
+        bad.extend((key, error) for key, error, _ in batch["bad"])
+        count_unreadable(batch["bad"], metrics, errors, evset.name)
         n = len(batch["keys"]) + len(batch["bad"])
         if batch["image"] is not None:
             out = predictor.forward(batch["image"])
@@ -77,8 +92,20 @@ def evaluate_set(predictor, evset: EvalSet, protocol: Protocol, heads: Sequence[
     return SetResult(evset, metrics, dict(items.skipped_labels), bad, errors, time.perf_counter() - start, fusion)
 
 
+def count_unreadable(bad: Sequence[tuple[str, str, str | None]], metrics: dict[str, TextMetrics],
+                     errors: dict[str, list[dict]], set_name: str) -> None:
+    """A labeled crop that cannot be read is a wrong word (empty prediction, confidence 0) for every head."""
+    for key, error, label in bad:
+        if label is None:
+            continue
+        for h, m in metrics.items():
+            m.update("", label, 0.0)
+            errors[h].append({"set": set_name, "key": key, "label": label, "prediction": "", "confidence": 0.0,
+                              "error": error})
+
+
 def evaluate_checkpoints(checkpoints: Sequence[str | Path], sets: Sequence[EvalSet], protocol: Protocol, *,
-                         head: str = "alignment", batch_size: int = 64, workers: int = 0, device: str = "auto",
+                         head: str = FINAL_HEAD, batch_size: int = 64, workers: int = 0, device: str = "auto",
                          precision: str = "auto", calibration: str = "auto", baseline: str | Path | None = None,
                          on_progress: Callable[[int], None] | None = None,
                          on_loaded: Callable[[str, object], None] | None = None) -> EvalReport:

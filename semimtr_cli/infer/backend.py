@@ -1,4 +1,10 @@
-"""TODO docstring."""
+"""What every inference backend offers: :class:`InferenceBackend` and its :class:`BatchOutput`.
+
+``kind``, ``heads``, ``charset``, ``config``, ``device``, ``precision``; ``preprocess``
+(images -> (N, 3, H, W) model input), ``forward`` (the backend's own part: input -> logits per
+head) and ``predict`` (decoded words). The PyTorch :class:`~semimtr_cli.infer.predictor.Predictor`
+and the :class:`~semimtr_cli.infer.onnx_predictor.OnnxPredictor` implement ``forward``.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +15,13 @@ from typing import Sequence
 import torch
 
 from semimtr_cli.core.charset import Charset
-from semimtr_cli.data.image import to_model_input
 from semimtr_cli.core.errors import UsageError
+from semimtr_cli.data.image import to_model_input
 from semimtr_cli.model.config import ModelConfig
-from semimtr_cli.model.outputs import HEADS, HeadOutput
 from semimtr_cli.model.decoding import Decoded, decode_logits
+from semimtr_cli.model.outputs import HEADS, HeadOutput
+
+FINAL_HEAD = "final"  # the --head default: whichever head gives the model's answer (see InferenceBackend.final_head)
 
 
 @dataclass
@@ -62,11 +70,20 @@ class InferenceBackend(abc.ABC):
                 out.heads[head] = HeadOutput(logits=h.logits / t, lengths=h.lengths, feature=h.feature, extras=h.extras)
         return out
 
-    def check_head(self, head: str) -> None:
+    @property
+    def final_head(self) -> str:
+        """The head whose words are the model's answer: alignment for a full model, vision otherwise."""
+        return next(h for h in HEADS if h in self.heads)
+
+    def resolve_head(self, head: str = FINAL_HEAD) -> str:
+        """``final`` -> :attr:`final_head`; another name is checked against the model's heads."""
+        if head == FINAL_HEAD:
+            return self.final_head
         if head not in HEADS:
-            raise UsageError(f"must be one of {', '.join(HEADS)}, got {head!r}", param="head")
+            raise UsageError(f"must be one of {FINAL_HEAD}, {', '.join(HEADS)}, got {head!r}", param="head")
         if head not in self.heads:
             raise UsageError(f"a {self.kind} model has no {head} head (available: {', '.join(self.heads)})", param="head")
+        return head
 
     def preprocess(self, images: Sequence) -> torch.Tensor:
         """PIL images / HxWx3 uint8 arrays -> (N, 3, image_h, image_w) normalised batch.
@@ -77,9 +94,10 @@ class InferenceBackend(abc.ABC):
         items = [img if torch.is_tensor(img) else to_model_input(img, h, w) for img in images]
         return torch.stack(items) if items else torch.empty(0, 3, h, w)
 
-    def predict(self, images: Sequence, *, head: str = "alignment", confidence: str = "product") -> tuple[list[Decoded], "BatchOutput"]:
+    def predict(self, images: Sequence, *, head: str = FINAL_HEAD,
+                confidence: str = "product") -> tuple[list[Decoded], "BatchOutput"]:
         """Decode one batch of images with ``head``; also returns the raw outputs."""
-        self.check_head(head)
+        head = self.resolve_head(head)
         out = self.forward(self.preprocess(images))
         return decode_logits(out.heads[head].logits, self.charset, confidence), out
 

@@ -1,4 +1,4 @@
-"""ONNX export of a checkpoint and a small onnxruntime runner with the Predictor interface.
+"""ONNX export of a checkpoint, checked against PyTorch (``infer/onnx_predictor.py`` runs the file).
 
 The exported graph is the eval-mode model: input ``images`` (N, 3, H, W) float32, already
 normalised (the same pipeline as ``read``: RGB, bilinear resize, /255, ImageNet mean/std), N
@@ -31,8 +31,8 @@ import torch
 from torch import nn
 
 from semimtr_cli.core.errors import SemimtrError
-from semimtr_cli.model.outputs import HEADS
 from semimtr_cli.infer.onnx_predictor import META_PREFIX, session
+from semimtr_cli.model.outputs import HEADS
 
 DEFAULT_OPSET = 17
 TOLERANCE = 1e-4

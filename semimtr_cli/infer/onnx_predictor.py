@@ -1,4 +1,8 @@
-"""TODO docstring."""
+"""Run an exported ONNX graph (``infer/export.py``) with onnxruntime behind the backend interface.
+
+The graph's metadata (keys under :data:`META_PREFIX`) carries the charset, model config and kind,
+so the file alone is enough; lengths are recomputed from the logits (first null slot + 1).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,8 @@ import torch
 
 from semimtr_cli.core.charset import Charset
 from semimtr_cli.core.errors import SemimtrError
-from semimtr_cli.model.outputs import HeadOutput
 from semimtr_cli.infer.backend import BatchOutput, InferenceBackend
-
+from semimtr_cli.model.outputs import HeadOutput
 
 META_PREFIX = "semimtr."
 

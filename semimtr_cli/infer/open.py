@@ -1,22 +1,20 @@
-"""TODO docstring."""
+"""Open a checkpoint (PyTorch) or an exported ``.onnx`` graph as one :class:`InferenceBackend`."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-
 from semimtr_cli.core.errors import UsageError, option
 from semimtr_cli.core.runtime import check_precision
-from semimtr_cli.infer.predictor import load_predictor
 from semimtr_cli.infer.backend import InferenceBackend
-
+from semimtr_cli.infer.predictor import load_predictor
 
 BACKENDS = ("torch", "onnx")  # open_backend also takes "auto": by the file's suffix
 
 
 def open_backend(path: str | Path, *, backend: str = "auto", device: str = "auto", precision: str = "auto",
                  calibration: str = "auto") -> InferenceBackend:
-    """``torch``: :func:`load_predictor`; ``onnx``: an ``export.OnnxPredictor`` (CPU, fp32; raw
+    """``torch``: :func:`load_predictor`; ``onnx``: an ``OnnxPredictor`` (CPU, fp32; raw
     confidences: an exported file carries no calibration); ``auto``: onnx for a ``.onnx`` path,
     else torch."""
     if backend == "auto":

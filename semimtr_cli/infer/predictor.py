@@ -1,17 +1,8 @@
-"""Images -> text with a checkpoint: the reusable core of ``semimtr read`` (and eval/pseudo-labels).
+"""The PyTorch inference backend: :class:`Predictor` reads images with a checkpoint.
 
-* :func:`decode_logits` turns logits into text, confidence and per-character probabilities.
-* :class:`InferenceBackend`: what every backend offers (``kind``, ``heads``, ``charset``,
-  ``config``, ``device``, ``precision``; ``preprocess``, ``forward``, ``predict``); the PyTorch
-  :class:`Predictor` here and ``export.OnnxPredictor`` implement its ``forward``.
-* :func:`load_predictor` opens a checkpoint after checking its charset against its classifier;
-  :func:`open_backend` picks PyTorch or ONNX.
-* :func:`read_paths` is what ``semimtr read`` calls: files/folders -> ordered predictions, and
-  :class:`ReadResult` writes them as JSON, CSV or an ``.npz`` of logits.
-
-Confidence of a prediction: the per-slot maximum softmax probability, taken over the predicted
-characters and the stop slot (the first null; absent when no slot predicts null), combined by
-product (default; the probability of the greedy string) or mean.
+:func:`load_predictor` opens a checkpoint after checking its charset against its classifier; the
+predictor applies the checkpoint's stored calibration temperatures unless told otherwise, picks
+the device and precision, and checks reduced precision against fp32 on its first batch.
 """
 
 from __future__ import annotations
@@ -23,11 +14,16 @@ import torch
 
 from semimtr_cli.core.charset import Charset
 from semimtr_cli.core.errors import SemimtrError, UsageError
-from semimtr_cli.model.checkpoint import load_checkpoint, model_from_checkpoint
-from semimtr_cli.model.outputs import HEADS
-from semimtr_cli.core.runtime import Precision, check_precision, choose_precision, pick_device
+from semimtr_cli.core.runtime import (
+    Precision,
+    check_precision,
+    choose_precision,
+    pick_device,
+)
 from semimtr_cli.infer.backend import BatchOutput, InferenceBackend, to_cpu_float
+from semimtr_cli.model.checkpoint import load_checkpoint, model_from_checkpoint
 from semimtr_cli.model.decoding import decode_logits
+from semimtr_cli.model.outputs import HEADS
 
 CALIBRATION_MODES = ("auto", "require", "off")  # use the checkpoint's temperatures if any / must have them / never
 

@@ -1,4 +1,8 @@
-"""TODO docstring."""
+"""Files and folders -> ordered predictions: what ``semimtr read`` calls.
+
+:func:`gather_image_paths` expands the inputs, :func:`read_paths` reads them in batches with any
+backend, and :class:`ReadResult` writes the predictions as JSON, CSV or an ``.npz`` of logits.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,12 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from semimtr_cli.data.files import list_images
-from semimtr_cli.data.image import decode_image, rotate_tall as _rotate_tall
 from semimtr_cli.core.errors import SemimtrError, UsageError
 from semimtr_cli.core.fsutil import atomic_path
-from semimtr_cli.infer.backend import InferenceBackend
+from semimtr_cli.data.files import list_images
+from semimtr_cli.data.image import decode_image
+from semimtr_cli.data.image import rotate_tall as _rotate_tall
+from semimtr_cli.infer.backend import FINAL_HEAD, InferenceBackend
 from semimtr_cli.model.decoding import CONFIDENCE_MODES
 
 
@@ -78,7 +83,7 @@ class ReadResult:
             np.savez(fh, **arrays)
 
 
-def read_paths(predictor: InferenceBackend, paths: Sequence[Path], *, head: str = "alignment", batch_size: int = 32,
+def read_paths(predictor: InferenceBackend, paths: Sequence[Path], *, head: str = FINAL_HEAD, batch_size: int = 32,
                confidence: str = "product", rotate_tall: bool = False, keep_logits: bool = False,
                skip_bad: bool = False, min_confidence: float | None = None,
                on_progress: Callable[[int], None] | None = None) -> ReadResult:
@@ -89,7 +94,7 @@ def read_paths(predictor: InferenceBackend, paths: Sequence[Path], *, head: str 
         SemimtrError: naming the first unreadable image, unless ``skip_bad`` (then it is listed
             in ``failed``).
     """
-    predictor.check_head(head)
+    head = predictor.resolve_head(head)
     if batch_size < 1:
         raise UsageError(f"must be >= 1, got {batch_size}", param="batch_size")
     if confidence not in CONFIDENCE_MODES:

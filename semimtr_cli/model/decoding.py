@@ -1,4 +1,15 @@
-"""TODO docstring."""
+"""From logits to words, for every side of the tool: greedy decoding and the teacher's targets.
+
+* :func:`decode_logits`: (N, T, C) logits -> text, confidence and per-character probabilities
+  (inference, evaluation, validation during training).
+* :func:`teacher_targets`: the pseudo-labels a teacher head gives a student (fine-tuning's
+  consistency loss and the pseudo-label statistics apply the same rule), and
+  :func:`kept_slots`, the (N, T) mask of the slots a length keeps.
+
+Confidence of a prediction: the per-slot maximum softmax probability, taken over the predicted
+characters and the stop slot (the first null; absent when no slot predicts null), combined by
+product (default; the probability of the greedy string) or mean.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +17,11 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from semimtr_cli.core.charset import NULL_ID, Charset
 from semimtr_cli.core.errors import UsageError
 from semimtr_cli.model.outputs import HeadOutput
-import torch.nn.functional as F
-
 
 CONFIDENCE_MODES = ("product", "mean")
 

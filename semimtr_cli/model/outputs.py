@@ -1,4 +1,4 @@
-"""The tensors a model head returns; shared by the model core, losses, trainer and predict.
+"""The tensors a model head returns; shared by the model core, losses, trainer and inference.
 
 Shapes: N batch, T = max_length + 1 decoding slots (26 at the paper's settings), C classes
 (charset symbols + null, 37 for the paper), E model width (512).

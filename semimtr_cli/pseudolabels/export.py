@@ -22,9 +22,9 @@ from typing import Sequence
 
 from PIL import Image
 
-from semimtr_cli.data.lmdb.io import LmdbReader, LmdbWriter
 from semimtr_cli.core.errors import SemimtrError, UsageError, check_unit_interval
 from semimtr_cli.core.fsutil import atomic_dir
+from semimtr_cli.data.lmdb.io import LmdbReader, LmdbWriter
 
 QUEUE_RULES = ("confidence", "heads")
 

@@ -9,10 +9,10 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-from semimtr_cli.data.datasets import CropDataset
-from semimtr_cli.data.image import denormalize
 from semimtr_cli.core.errors import SemimtrError
 from semimtr_cli.core.fsutil import atomic_dir
+from semimtr_cli.data.datasets import CropDataset
+from semimtr_cli.data.image import denormalize
 from semimtr_cli.pseudolabels.stats import PseudoLabels
 
 GALLERY_MARKER = "semimtr-pseudo-label-gallery"

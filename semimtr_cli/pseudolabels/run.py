@@ -3,13 +3,13 @@
 The teacher runs as fine-tuning runs it (train/finetune.py ``Finetune``): the image is the clean
 crop or the weak view (the ABINet pipeline, one frozen instance per LMDB, per-item generator
 ``[seed, index, index]`` as the training datasets derive it), the chosen head's *last iteration*
-gives the targets, and :func:`semimtr_cli.train.losses.teacher_targets` turns its logits into
+gives the targets, and :func:`semimtr_cli.model.decoding.teacher_targets` turns its logits into
 (argmax ids, teacher lengths, per-slot mask ``max softmax prob > threshold``).
 
 :func:`run_teacher` collects the per-sample rows; :func:`pseudo_label_report` is the library
-entry of the command: load the teacher, run it, summarise (``pseudolabel_stats``: the per-slot
+entry of the command: load the teacher, run it, summarise (``pseudolabels/stats.py``: the per-slot
 rule per sample, accuracy and coverage per threshold) and write the tables, histograms
-(``pseudolabel_plots``) and HTML gallery (``pseudolabel_gallery``).
+(``pseudolabels/plots.py``) and HTML gallery (``pseudolabels/gallery.py``).
 
 Deviation: the teacher runs in eval mode (no dropout), so the output is deterministic; the
 official fine-tuning runs the shared-weight teacher in train mode.
@@ -26,16 +26,29 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from semimtr_cli.core.errors import SemimtrError, UsageError, check_unit_interval
 from semimtr_cli.data.augment.pipelines import PerSourcePipeline
 from semimtr_cli.data.datasets import CropDataset
 from semimtr_cli.data.lmdb.io import is_unlabeled_marker
-from semimtr_cli.core.errors import SemimtrError, UsageError, check_unit_interval
+from semimtr_cli.infer.backend import FINAL_HEAD
 from semimtr_cli.model.decoding import CONFIDENCE_MODES, decode_logits
-from semimtr_cli.pseudolabels.export import check_queue_rule, queue_order, suspect_labels, write_pseudo_lmdb, write_queue
+from semimtr_cli.pseudolabels.export import (
+    check_queue_rule,
+    queue_order,
+    suspect_labels,
+    write_pseudo_lmdb,
+    write_queue,
+)
 from semimtr_cli.pseudolabels.gallery import check_gallery_target, write_gallery
 from semimtr_cli.pseudolabels.plots import plot_histograms
 from semimtr_cli.pseudolabels.stats import (
-    DEFAULT_THRESHOLDS, PseudoLabels, check_thresholds, parse_thresholds, row_columns, slot_stats, summarize,
+    DEFAULT_THRESHOLDS,
+    PseudoLabels,
+    check_thresholds,
+    parse_thresholds,
+    row_columns,
+    slot_stats,
+    summarize,
 )
 
 VIEWS = ("clean", "weak")
@@ -94,11 +107,11 @@ def sample_labels(dataset: CropDataset, charset) -> list[str | None]:
     return out
 
 
-def run_teacher(predictor, paths: Sequence[str | Path], *, head: str = "alignment", view: str = "clean", seed: int = 0,
+def run_teacher(predictor, paths: Sequence[str | Path], *, head: str = FINAL_HEAD, view: str = "clean", seed: int = 0,
                 thresholds: Sequence[float] = DEFAULT_THRESHOLDS, confidence: str = "product", batch_size: int = 64,
                 workers: int = 0, on_progress: Callable[[int], None] | None = None) -> PseudoLabels:
     """Run the teacher over every crop of ``paths`` and collect per-sample pseudo-labels."""
-    predictor.check_head(head)
+    head = predictor.resolve_head(head)
     if batch_size < 1:
         raise UsageError(f"must be >= 1, got {batch_size}", param="batch_size")
     thresholds = sorted(float(t) for t in thresholds)
@@ -157,7 +170,7 @@ def check_options(*, view: str, confidence: str, batch_size: int, workers: int, 
             raise UsageError(f"must be >= {low}, got {value}", param=name)
 
 
-def pseudo_label_report(checkpoint: str | Path, unlabeled: Sequence[str | Path], *, head: str = "alignment",
+def pseudo_label_report(checkpoint: str | Path, unlabeled: Sequence[str | Path], *, head: str = FINAL_HEAD,
                         view: str = "clean", seed: int = 0, thresholds: str | Sequence[float] = DEFAULT_THRESHOLDS,
                         confidence: str = "product", batch_size: int = 64, workers: int = 0, device: str = "auto",
                         precision: str = "auto", out: str | Path | None = None, csv: str | Path | None = None,
@@ -171,9 +184,9 @@ def pseudo_label_report(checkpoint: str | Path, unlabeled: Sequence[str | Path],
     ``thresholds``: numbers or a comma-separated string. Outputs: ``csv`` (default
     ``out/pseudo_labels.csv``) with :func:`row_columns`; ``out/summary.json`` and the histogram
     PNGs; ``html``: the gallery (at most ``html_limit`` samples, 0 = all; suspected label errors
-    first). ``calibration``: predict.CALIBRATION_MODES. ``write_lmdb``: the self-training LMDB of
+    first). ``calibration``: infer.predictor.CALIBRATION_MODES. ``write_lmdb``: the self-training LMDB of
     the words at ``min_confidence`` or above (default: the checkpoint's calibrated threshold for
-    ``head``). ``queue`` crops to ``queue_out`` by ``queue_rule`` (pseudolabel_export). Labeled
+    ``head``). ``queue`` crops to ``queue_out`` by ``queue_rule`` (pseudolabels/export.py). Labeled
     inputs: the rows wrong at ``audit_min_confidence`` or above are the summary's
     ``suspect_labels`` (and ``out/suspect_labels.csv``). ``log`` receives one line describing
     the teacher before it runs.
@@ -196,12 +209,12 @@ def pseudo_label_report(checkpoint: str | Path, unlabeled: Sequence[str | Path],
         check_new_target(queue_out, "queue_out")
         check_queue_rule(queue_rule)
     predictor = load_predictor(checkpoint, device=device, precision=precision, calibration=calibration)
-    predictor.check_head(head)
+    head = predictor.resolve_head(head)
     if write_lmdb is not None:
         min_confidence = export_threshold(predictor, head, min_confidence, confidence)
     second = ("vision" if head != "vision" else "alignment") if queue and queue_rule == "heads" else None
     if second:
-        predictor.check_head(second)
+        second = predictor.resolve_head(second)
     if log is not None:
         log(f"{predictor.kind} teacher, head {head}, {view} view, {predictor.charset.describe()}; "
             f"{predictor.describe_confidence()}")

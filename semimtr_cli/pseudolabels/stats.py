@@ -1,6 +1,6 @@
 """Pseudo-label statistics: per-slot threshold rules per sample, and the report summary.
 
-Fine-tuning applies the confidence threshold per slot (:func:`semimtr_cli.train.losses.teacher_targets`:
+Fine-tuning applies the confidence threshold per slot (:func:`semimtr_cli.model.decoding.teacher_targets`:
 a slot whose teacher probability is not above it contributes 0 to the consistency loss).
 Per sample, :func:`slot_stats` says a sample is **kept** at threshold t when every slot it
 supervises (the first ``teacher length`` slots, stop slot included) passes, i.e.
@@ -130,7 +130,7 @@ def summarize(result: PseudoLabels, *, top: int = 20, bins: int = 20) -> dict:
         "accuracy": 100.0 * sum(r["correct"] for r in labeled) / len(labeled) if labeled else None,
         "mean_confidence": 100.0 * float(conf.mean()) if n else 0.0,
         "kept_rule": "kept at t = every supervised slot (first teacher-length slots, stop included) has max "
-                     "softmax prob > t (losses.teacher_targets); slots_kept_percent = passing supervised slots",
+                     "softmax prob > t (model.decoding.teacher_targets); slots_kept_percent = passing supervised slots",
         "thresholds": table,
         "confidence_histogram": {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts]},
         "length_histogram": {str(k): v for k, v in sorted(lengths.items())},

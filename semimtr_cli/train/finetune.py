@@ -9,9 +9,9 @@ import copy
 import torch
 from torch import nn
 
-from semimtr_cli.train import losses
 from semimtr_cli.core.errors import SemimtrError
 from semimtr_cli.model.outputs import HEADS
+from semimtr_cli.train import losses
 from semimtr_cli.train.distributed import gather, gather_output
 from semimtr_cli.train.stage_base import Stage
 from semimtr_cli.train.wrappers import PerView, unwrap

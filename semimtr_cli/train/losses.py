@@ -22,8 +22,8 @@ from typing import Literal, Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
-from semimtr_cli.model.outputs import HEADS, HeadOutput, RecognizerOutput
 from semimtr_cli.model.decoding import kept_slots, teacher_targets, upcast
+from semimtr_cli.model.outputs import HEADS, HeadOutput, RecognizerOutput
 
 """Head names in the official output order (alignment, language, vision)."""
 

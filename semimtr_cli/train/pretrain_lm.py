@@ -6,11 +6,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from semimtr_cli.train import losses
-from semimtr_cli.data.text.corpus import TextCorpusDataset, read_corpus_words, zipf_occurrences
-from semimtr_cli.data.text.noise import disturb_word, spelling_mutation
 from semimtr_cli.core.errors import SemimtrError
+from semimtr_cli.data.text.corpus import (
+    TextCorpusDataset,
+    read_corpus_words,
+    zipf_occurrences,
+)
+from semimtr_cli.data.text.noise import disturb_word, spelling_mutation
 from semimtr_cli.model.decoding import decode_logits
+from semimtr_cli.train import losses
 from semimtr_cli.train.distributed import gather, gather_output
 from semimtr_cli.train.stage_base import Stage
 from semimtr_cli.train.wrappers import eval_mode, unwrap

@@ -3,8 +3,8 @@ contrastive loss between two views of every crop (``seqclr.mode`` picks the term
 
 from __future__ import annotations
 
-from semimtr_cli.train import losses
 from semimtr_cli.core.errors import SemimtrError
+from semimtr_cli.train import losses
 from semimtr_cli.train.distributed import gather, gather_output
 from semimtr_cli.train.stage_base import Stage
 from semimtr_cli.train.wrappers import PerView

@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Literal
 
 from semimtr_cli.core.config.loader import load_config
+from semimtr_cli.core.errors import SemimtrError
+from semimtr_cli.core.runtime import TRAINING_PRECISIONS
 from semimtr_cli.data.augment.pipelines import PIPELINE_NAMES
 from semimtr_cli.data.image import MIN_SIDE
 from semimtr_cli.data.synth.stream import SynthSource
-from semimtr_cli.core.errors import SemimtrError
 from semimtr_cli.model.config import ModelConfig
 from semimtr_cli.model.outputs import HEADS
-from semimtr_cli.core.runtime import TRAINING_PRECISIONS
 
 STAGES = ("pretrain-vision", "pretrain-lm", "finetune")
 Pipeline = Literal[PIPELINE_NAMES]

@@ -26,16 +26,23 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from semimtr_cli.core.charset import Charset
-from semimtr_cli.data.augment.pipelines import PerSourcePipeline
-from semimtr_cli.data.datasets import ConcatCrops, CropDataset, MixedDataset, MixedSampler, collate, n_sources
-from semimtr_cli.data.synth.stream import SynthCropDataset, SynthSource
 from semimtr_cli.core.errors import SemimtrError
 from semimtr_cli.core.metrics import TextMetrics
+from semimtr_cli.data.augment.pipelines import PerSourcePipeline
+from semimtr_cli.data.datasets import (
+    ConcatCrops,
+    CropDataset,
+    MixedDataset,
+    MixedSampler,
+    collate,
+    n_sources,
+)
+from semimtr_cli.data.synth.stream import SynthCropDataset, SynthSource
 from semimtr_cli.model.checkpoint import load_checkpoint
+from semimtr_cli.model.decoding import decode_logits
 from semimtr_cli.model.factory import build_model
 from semimtr_cli.model.outputs import HeadOutput
 from semimtr_cli.model.transfer import TransferReport, load_part
-from semimtr_cli.model.decoding import decode_logits
 from semimtr_cli.train.distributed import DistInfo
 from semimtr_cli.train.recipe import Recipe, training_views
 from semimtr_cli.train.wrappers import eval_mode, unwrap

@@ -9,7 +9,14 @@ import typer
 
 from semimtr_cli.cli import ui
 from semimtr_cli.cli.commands.options import (
-    DeviceOpt, InferenceWorkersOpt, PrecisionOpt, ThreadsOpt, json_option, set_threads, summary_console, write_json,
+    DeviceOpt,
+    InferenceWorkersOpt,
+    PrecisionOpt,
+    ThreadsOpt,
+    json_option,
+    set_threads,
+    summary_console,
+    write_json,
 )
 
 JsonOpt = json_option("the report (temperatures, ECE before/after, risk-coverage, threshold)")
@@ -51,9 +58,9 @@ def command(
     thresholds go into the checkpoint (key `calibration`); `read`, `eval` and `pseudo-labels`
     then use the calibrated confidences (see their --calibration option).
     """
-    from semimtr_cli.evaluation.calibration import calibrate_checkpoint
     from semimtr_cli.core.charset import Charset
     from semimtr_cli.data.benchmarks import custom_sets
+    from semimtr_cli.evaluation.calibration import calibrate_checkpoint
     from semimtr_cli.evaluation.protocol import Protocol
 
     set_threads(threads)

@@ -9,7 +9,14 @@ import typer
 
 from semimtr_cli.cli import ui
 from semimtr_cli.cli.commands.options import (
-    CalibrationOpt, DeviceOpt, InferenceWorkersOpt, PrecisionOpt, ThreadsOpt, json_option, set_threads, write_json,
+    CalibrationOpt,
+    DeviceOpt,
+    InferenceWorkersOpt,
+    PrecisionOpt,
+    ThreadsOpt,
+    json_option,
+    set_threads,
+    write_json,
 )
 
 JsonOpt = json_option("the results (a list with several checkpoints/heads)")
@@ -26,7 +33,8 @@ def command(
     data: Optional[Path] = typer.Option(None, "--data", help="Root searched (recursively) for the named benchmarks."),
     protocol: str = typer.Option("paper", "--protocol",
                                  help="paper (IC13 1015, IC15 2077; default) or abinet (IC13 857, IC15 1811)."),
-    head: str = typer.Option("alignment", "--head", help="alignment (final), language, vision or all."),
+    head: str = typer.Option("final", "--head", help="final (default: the checkpoint's answer head, alignment for a "
+                             "full model, vision for a vision model), alignment, language, vision or all."),
     charset: Optional[str] = typer.Option(
         None, "--charset", help="Protocol charset: preset 36 (default: lower-case a-z0-9, max 25), 62, 94 or a file."),
     weights: str = typer.Option("num_samples", "--weights",

@@ -8,9 +8,9 @@ from typing import List, Optional
 import typer
 
 from semimtr_cli.cli import ui
+from semimtr_cli.cli.commands.options import json_option, summary_console, write_json
 from semimtr_cli.core.errors import UsageError
 from semimtr_cli.core.runtime import INT8_HINT
-from semimtr_cli.cli.commands.options import json_option, summary_console, write_json
 
 JsonOpt = json_option("the export report")
 

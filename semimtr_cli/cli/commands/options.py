@@ -41,6 +41,9 @@ DeviceOpt = Annotated[Optional[str], typer.Option("--device", help=DEVICE_HELP)]
 PrecisionOpt = Annotated[Optional[str], typer.Option("--precision", help=PRECISION_HELP)]
 ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", help=THREADS_HELP)]
 InferenceWorkersOpt = Annotated[int, typer.Option("--workers", help=WORKERS_HELP)]
+# "final" is infer.backend.FINAL_HEAD (spelled out here: the CLI imports no torch before a command runs)
+HeadOpt = typer.Option("final", "--head", help="final (default: the checkpoint's answer head, alignment for a full "
+                       "model, vision for a vision model), alignment, language or vision.")
 
 
 def workers_option(job: str = "load and decode data", default: str | None = None):

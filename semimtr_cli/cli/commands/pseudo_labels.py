@@ -9,8 +9,16 @@ import typer
 
 from semimtr_cli.cli import ui
 from semimtr_cli.cli.commands.options import (
-    CalibrationOpt, DeviceOpt, InferenceWorkersOpt, PrecisionOpt, ThreadsOpt, json_option, set_threads,
-    summary_console, write_json,
+    CalibrationOpt,
+    DeviceOpt,
+    HeadOpt,
+    InferenceWorkersOpt,
+    PrecisionOpt,
+    ThreadsOpt,
+    json_option,
+    set_threads,
+    summary_console,
+    write_json,
 )
 
 JsonOpt = json_option("the summary and every row (OUT/summary.json holds the summary only)")
@@ -20,7 +28,7 @@ def command(
     checkpoint: Path = typer.Argument(..., help="The teacher: a full (or vision) semimtr checkpoint."),
     unlabeled: List[Path] = typer.Option(..., "--unlabeled", help="LMDB folder(s) or roots of LMDBs (repeatable)."),
     view: str = typer.Option("clean", "--view", help="clean (the crop as stored) or weak (fine-tuning's teacher view: ABINet augmentation)."),
-    head: str = typer.Option("alignment", "--head", help="Teacher head: alignment, language or vision."),
+    head: str = HeadOpt,
     thresholds: str = typer.Option("0.5,0.7,0.9,0.95,0.99", "--thresholds", help="Per-slot confidence thresholds to report."),
     seed: int = typer.Option(0, "--seed", help="Seed of the weak view (per LMDB pipeline and per sample)."),
     confidence: str = typer.Option("product", "--confidence", help="Sample confidence: product or mean of the slot probabilities."),

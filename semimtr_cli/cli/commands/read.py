@@ -10,7 +10,15 @@ import typer
 
 from semimtr_cli.cli import ui
 from semimtr_cli.cli.commands.options import (
-    CalibrationOpt, DeviceOpt, PrecisionOpt, ThreadsOpt, json_option, set_threads, summary_console, write_json,
+    CalibrationOpt,
+    DeviceOpt,
+    HeadOpt,
+    PrecisionOpt,
+    ThreadsOpt,
+    json_option,
+    set_threads,
+    summary_console,
+    write_json,
 )
 
 JsonOpt = json_option("the predictions (with per-character probabilities)")
@@ -20,7 +28,7 @@ TABLE_LIMIT = 100  # above this many rows, print plain tab-separated lines inste
 def command(
     checkpoint: Path = typer.Argument(..., help="A semimtr checkpoint (.pt); official files: run `semimtr convert` first."),
     paths: List[Path] = typer.Argument(..., help="Image files and/or folders (searched recursively)."),
-    head: str = typer.Option("alignment", "--head", help="Which output to read: alignment (final), language or vision."),
+    head: str = HeadOpt,
     batch_size: int = typer.Option(32, "--batch-size", "-b", help="Images per forward pass."),
     confidence: str = typer.Option(
         "product", "--confidence",
@@ -51,14 +59,14 @@ def command(
     mean/std. Confidence is the product (or, with --confidence mean, the mean) of the maximum
     softmax probability of each predicted character and of the stop slot.
     """
-    from semimtr_cli.infer.reading import gather_image_paths, read_paths
     from semimtr_cli.infer.open import open_backend
+    from semimtr_cli.infer.reading import gather_image_paths, read_paths
 
     set_threads(threads)
     image_paths = gather_image_paths(paths)
     predictor = open_backend(checkpoint, backend=backend, device=device or "auto", precision=precision or "auto",
                              calibration=calibration)
-    predictor.check_head(head)
+    head = predictor.resolve_head(head)
     threshold = reject_threshold(predictor, head, min_confidence, calibration)
     console = summary_console(json_out)
     ui.err_console.print(f"[dim]{predictor.kind} model, {predictor.charset.describe()}; head {head}, precision "

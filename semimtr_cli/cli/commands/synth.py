@@ -9,8 +9,13 @@ from typing import Optional
 import typer
 
 from semimtr_cli.cli import ui
+from semimtr_cli.cli.commands.options import (
+    json_option,
+    summary_console,
+    workers_option,
+    write_json,
+)
 from semimtr_cli.core.errors import UsageError
-from semimtr_cli.cli.commands.options import json_option, summary_console, workers_option, write_json
 
 JsonOpt = json_option("the summary")
 WorkersOpt = workers_option("render the crops", default="0 below 1000 crops, else one per CPU up to 8")
@@ -47,8 +52,8 @@ def command(
 
     Sample i depends only on (seed, i): a larger --count extends a smaller one.
     """
-    from semimtr_cli.data.synth.generate import generate
     from semimtr_cli.data.synth.fonts import resolve_fonts
+    from semimtr_cli.data.synth.generate import generate
 
     if words is not None and use_wordfreq:
         raise UsageError("--words and --wordfreq are alternatives; give one")
@@ -70,7 +75,11 @@ def command(
 
 
 def _word_list(words: Optional[Path], use_wordfreq: bool):
-    from semimtr_cli.data.text.words import packaged_words, read_words_file, wordfreq_words
+    from semimtr_cli.data.text.words import (
+        packaged_words,
+        read_words_file,
+        wordfreq_words,
+    )
 
     if words is not None:
         return read_words_file(words)

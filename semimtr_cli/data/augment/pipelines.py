@@ -16,9 +16,9 @@ reproducible regardless of worker assignment, e.g.
 DataLoader workers carries the same owned generator state in each worker: pass ``rng``
 explicitly, or call :meth:`reseed` in ``worker_init_fn``.
 
-Names for :func:`build_pipeline`: ``abinet`` (weak/teacher view, ``augment_abinet.py``),
+Names for :func:`build_pipeline`: ``abinet`` (weak/teacher view, ``abinet.py``),
 ``strong1`` (SemiMTR severity 1: student view and both SeqCLR views) and ``strong2``
-(severity 2, SeqCLR paper's list), both in ``augment_strong.py``, and ``none``. Which views a
+(severity 2, SeqCLR paper's list), both in ``strong.py``, and ``none``. Which views a
 training stage draws is the recipe's ``augment`` block (``train.recipe.training_views``);
 :class:`PerSourcePipeline` is how training builds them (one frozen pipeline per LMDB).
 See docs/augmentation.md for the mapping to the official code and every difference.

@@ -8,7 +8,6 @@ from semimtr_cli.data.augment import geometry as geo
 from semimtr_cli.data.augment import photometric as ph
 from semimtr_cli.data.augment.base import Op, Pipeline
 
-
 # ============================================================================ SemiMTR severity 1
 
 
