@@ -43,9 +43,7 @@ def main(argv=None) -> int:
     import torch.nn.functional as F
     from official_config import official_config
     from semimtr.dataset.dataset import collate_fn_filter_none
-    from semimtr.dataset.dataset_consistency_regularization import (
-        ImageDatasetConsistencyRegularization,
-    )
+    from semimtr.dataset.dataset_consistency_regularization import ImageDatasetConsistencyRegularization
     from semimtr.modules.model_fusion_teacher_student_ema import TeacherStudentFusionEMA
     from torch.utils.data import DataLoader
 

@@ -187,11 +187,7 @@ def _pick(cands: list[Candidate], bench: Benchmark, wanted: int | None) -> Candi
 
 def custom_sets(item: str) -> list[EvalSet]:
     """EvalSets of a path given in ``--bench`` (LMDB, folder of LMDBs, folder with labels, label file)."""
-    from semimtr_cli.data.lmdb.sources import (
-        SourceOptions,
-        find_folder_label_file,
-        records_from_label_file,
-    )
+    from semimtr_cli.data.lmdb.sources import SourceOptions, find_folder_label_file, records_from_label_file
 
     p = Path(item)
     if not p.exists():

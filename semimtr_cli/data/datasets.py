@@ -28,14 +28,7 @@ from torch.utils.data import Dataset
 from semimtr_cli.core.charset import Charset
 from semimtr_cli.core.errors import SemimtrError
 from semimtr_cli.data.augment.pipelines import PerSourcePipeline
-from semimtr_cli.data.image import (
-    DEFAULT_HEIGHT,
-    DEFAULT_WIDTH,
-    MIN_SIDE,
-    as_uint8_array,
-    decode_image,
-    to_model_input,
-)
+from semimtr_cli.data.image import DEFAULT_HEIGHT, DEFAULT_WIDTH, MIN_SIDE, as_uint8_array, decode_image, to_model_input
 from semimtr_cli.data.lmdb.io import LmdbReader, find_lmdbs, is_unlabeled_marker
 
 # transform(image HxWx3 uint8, rng) -> image HxWx3 uint8 (size may change)

@@ -40,17 +40,8 @@ from semimtr_cli.core.errors import SemimtrError, UsageError
 from semimtr_cli.core.metrics import calibration_bins, expected_calibration_error
 from semimtr_cli.data.benchmarks import EvalSet
 from semimtr_cli.evaluation.items import collate_eval, eval_items
-from semimtr_cli.evaluation.protocol import (
-    Protocol,
-    check_charset_fit,
-    normalize_prediction,
-    resolve_heads,
-)
-from semimtr_cli.model.checkpoint import (
-    CALIBRATION_KEY,
-    load_checkpoint,
-    write_checkpoint,
-)
+from semimtr_cli.evaluation.protocol import Protocol, check_charset_fit, normalize_prediction, resolve_heads
+from semimtr_cli.model.checkpoint import CALIBRATION_KEY, load_checkpoint, write_checkpoint
 from semimtr_cli.model.decoding import decode_logits
 
 COVERAGES = (50, 80, 90, 100)

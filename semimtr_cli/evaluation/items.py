@@ -18,12 +18,7 @@ from torch.utils.data import Dataset
 from semimtr_cli.core.errors import SemimtrError
 from semimtr_cli.data.benchmarks import EvalSet
 from semimtr_cli.data.datasets import CropDataset
-from semimtr_cli.data.image import (
-    as_uint8_array,
-    decode_image,
-    rotate_tall,
-    to_model_input,
-)
+from semimtr_cli.data.image import as_uint8_array, decode_image, rotate_tall, to_model_input
 
 if TYPE_CHECKING:
     from semimtr_cli.evaluation.protocol import Protocol

@@ -34,19 +34,9 @@ from semimtr_cli.core.metrics import TextMetrics
 from semimtr_cli.data.benchmarks import EvalSet
 from semimtr_cli.evaluation.items import collate_eval, eval_items
 from semimtr_cli.evaluation.protocol import (
-    HEAD_CHOICES,
-    Protocol,
-    check_charset_fit,
-    normalize_prediction,
-    resolve_heads,
+    HEAD_CHOICES, Protocol, check_charset_fit, normalize_prediction, resolve_heads,
 )
-from semimtr_cli.evaluation.report import (
-    EvalReport,
-    add_baseline_deltas,
-    bad_image_rows,
-    error_rows,
-    result_objects,
-)
+from semimtr_cli.evaluation.report import EvalReport, add_baseline_deltas, bad_image_rows, error_rows, result_objects
 from semimtr_cli.evaluation.results import FUSION_FLIPS, SetResult, count_fusion_flips
 from semimtr_cli.infer.backend import FINAL_HEAD
 from semimtr_cli.infer.open import open_backend

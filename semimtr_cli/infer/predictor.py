@@ -14,12 +14,7 @@ import torch
 
 from semimtr_cli.core.charset import Charset
 from semimtr_cli.core.errors import SemimtrError, UsageError
-from semimtr_cli.core.runtime import (
-    Precision,
-    check_precision,
-    choose_precision,
-    pick_device,
-)
+from semimtr_cli.core.runtime import Precision, check_precision, choose_precision, pick_device
 from semimtr_cli.infer.backend import BatchOutput, InferenceBackend, to_cpu_float
 from semimtr_cli.model.checkpoint import load_checkpoint, model_from_checkpoint
 from semimtr_cli.model.decoding import decode_logits

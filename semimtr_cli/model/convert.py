@@ -24,11 +24,7 @@ import torch
 
 from semimtr_cli.core.charset import Charset
 from semimtr_cli.core.errors import SemimtrError, option
-from semimtr_cli.model.checkpoint import (
-    load_state_dict_strict,
-    save_checkpoint,
-    torch_load_safely,
-)
+from semimtr_cli.model.checkpoint import load_state_dict_strict, save_checkpoint, torch_load_safely
 from semimtr_cli.model.config import ModelConfig
 from semimtr_cli.model.factory import build_model, count_parameters
 from semimtr_cli.model.outputs import HEADS

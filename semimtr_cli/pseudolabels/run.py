@@ -33,22 +33,12 @@ from semimtr_cli.data.lmdb.io import is_unlabeled_marker
 from semimtr_cli.infer.backend import FINAL_HEAD
 from semimtr_cli.model.decoding import CONFIDENCE_MODES, decode_logits
 from semimtr_cli.pseudolabels.export import (
-    check_queue_rule,
-    queue_order,
-    suspect_labels,
-    write_pseudo_lmdb,
-    write_queue,
+    check_queue_rule, queue_order, suspect_labels, write_pseudo_lmdb, write_queue,
 )
 from semimtr_cli.pseudolabels.gallery import check_gallery_target, write_gallery
 from semimtr_cli.pseudolabels.plots import plot_histograms
 from semimtr_cli.pseudolabels.stats import (
-    DEFAULT_THRESHOLDS,
-    PseudoLabels,
-    check_thresholds,
-    parse_thresholds,
-    row_columns,
-    slot_stats,
-    summarize,
+    DEFAULT_THRESHOLDS, PseudoLabels, check_thresholds, parse_thresholds, row_columns, slot_stats, summarize,
 )
 
 VIEWS = ("clean", "weak")

@@ -7,11 +7,7 @@ import numpy as np
 import torch
 
 from semimtr_cli.core.errors import SemimtrError
-from semimtr_cli.data.text.corpus import (
-    TextCorpusDataset,
-    read_corpus_words,
-    zipf_occurrences,
-)
+from semimtr_cli.data.text.corpus import TextCorpusDataset, read_corpus_words, zipf_occurrences
 from semimtr_cli.data.text.noise import disturb_word, spelling_mutation
 from semimtr_cli.model.decoding import decode_logits
 from semimtr_cli.train import losses

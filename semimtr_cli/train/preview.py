@@ -23,12 +23,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from semimtr_cli.core.errors import SemimtrError, UsageError, option
 from semimtr_cli.data.augment.pipelines import build_pipeline, two_view
-from semimtr_cli.data.image import (
-    DEFAULT_HEIGHT,
-    DEFAULT_WIDTH,
-    decode_image,
-    resize_levels,
-)
+from semimtr_cli.data.image import DEFAULT_HEIGHT, DEFAULT_WIDTH, decode_image, resize_levels
 from semimtr_cli.data.synth.fonts import bundled_font_dir
 
 PREVIEW_CHOICES = ("abinet", "strong1", "strong2", "teacher-student", "seqclr")

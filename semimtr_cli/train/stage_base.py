@@ -29,14 +29,7 @@ from semimtr_cli.core.charset import Charset
 from semimtr_cli.core.errors import SemimtrError
 from semimtr_cli.core.metrics import TextMetrics
 from semimtr_cli.data.augment.pipelines import PerSourcePipeline
-from semimtr_cli.data.datasets import (
-    ConcatCrops,
-    CropDataset,
-    MixedDataset,
-    MixedSampler,
-    collate,
-    n_sources,
-)
+from semimtr_cli.data.datasets import ConcatCrops, CropDataset, MixedDataset, MixedSampler, collate, n_sources
 from semimtr_cli.data.synth.stream import SynthCropDataset, SynthSource
 from semimtr_cli.model.checkpoint import load_checkpoint
 from semimtr_cli.model.decoding import decode_logits

@@ -36,23 +36,13 @@ from semimtr_cli.core.errors import SemimtrError, option
 from semimtr_cli.core.fsutil import atomic_write_json
 from semimtr_cli.core.runtime import choose_precision, cpu_info, pick_device
 from semimtr_cli.data.datasets import collate
-from semimtr_cli.model.checkpoint import (
-    load_checkpoint,
-    make_checkpoint,
-    write_checkpoint,
-)
+from semimtr_cli.model.checkpoint import load_checkpoint, make_checkpoint, write_checkpoint
 from semimtr_cli.train import distributed as ddp
 from semimtr_cli.train.recipe import Recipe
 from semimtr_cli.train.schedule import make_optimizer, make_scheduler
 from semimtr_cli.train.stage_base import StageContext
 from semimtr_cli.train.stages import STAGE_CLASSES
-from semimtr_cli.train.state import (
-    LoopState,
-    MetricsLog,
-    capture_rng,
-    restore_rng,
-    seed_all,
-)
+from semimtr_cli.train.state import LoopState, MetricsLog, capture_rng, restore_rng, seed_all
 
 Progress = Callable[[int, int, dict], None]
 

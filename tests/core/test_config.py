@@ -10,15 +10,7 @@ import pytest
 import yaml
 
 from semimtr_cli.core.config.loader import (
-    ConfigError,
-    OverrideError,
-    dump_yaml,
-    from_dict,
-    load_config,
-    parse_override,
-    save_config,
-    to_dict,
-    type_name,
+    ConfigError, OverrideError, dump_yaml, from_dict, load_config, parse_override, save_config, to_dict, type_name,
 )
 from semimtr_cli.core.errors import SemimtrError, UsageError, as_flag
 

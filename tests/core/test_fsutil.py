@@ -10,13 +10,7 @@ import pytest
 
 from semimtr_cli.core import fsutil
 from semimtr_cli.core.fsutil import (
-    atomic_dir,
-    atomic_path,
-    atomic_write_bytes,
-    atomic_write_json,
-    atomic_write_text,
-    replace_dir,
-    temp_dir_beside,
+    atomic_dir, atomic_path, atomic_write_bytes, atomic_write_json, atomic_write_text, replace_dir, temp_dir_beside,
 )
 
 

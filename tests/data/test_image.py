@@ -7,12 +7,7 @@ from PIL import Image
 
 from semimtr_cli.core.errors import SemimtrError
 from semimtr_cli.data.image import (
-    IMAGENET_MEAN,
-    decode_image,
-    denormalize,
-    normalize_levels,
-    resize_levels,
-    to_model_input,
+    IMAGENET_MEAN, decode_image, denormalize, normalize_levels, resize_levels, to_model_input,
 )
 
 

@@ -17,13 +17,7 @@ import pytest
 from PIL import Image
 
 from semimtr_cli.core.errors import SemimtrError, as_flag
-from semimtr_cli.data.lmdb.io import (
-    LmdbReader,
-    LmdbWriter,
-    find_lmdbs,
-    is_unlabeled_marker,
-    write_lmdb,
-)
+from semimtr_cli.data.lmdb.io import LmdbReader, LmdbWriter, find_lmdbs, is_unlabeled_marker, write_lmdb
 
 
 def _png(colour=(200, 30, 30), size=(20, 10)) -> bytes:

@@ -9,11 +9,7 @@ import pytest
 
 from semimtr_cli.core.errors import SemimtrError, UsageError
 from semimtr_cli.data.lmdb import sources as S
-from semimtr_cli.data.lmdb.sources import (
-    SourceOptions,
-    collect_records,
-    mark_duplicates,
-)
+from semimtr_cli.data.lmdb.sources import SourceOptions, collect_records, mark_duplicates
 
 
 def _write(path: Path, data: bytes | str) -> Path:

@@ -7,12 +7,7 @@ import torch
 from semimtr_cli.core.charset import Charset
 from semimtr_cli.core.errors import SemimtrError
 from semimtr_cli.data.augment.pipelines import PerSourcePipeline
-from semimtr_cli.data.datasets import (
-    ConcatCrops,
-    CropDataset,
-    MixedDataset,
-    MixedSampler,
-)
+from semimtr_cli.data.datasets import ConcatCrops, CropDataset, MixedDataset, MixedSampler
 from semimtr_cli.data.synth.generate import generate
 from semimtr_cli.data.synth.stream import SynthCropDataset, SynthSource
 

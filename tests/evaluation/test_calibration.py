@@ -16,19 +16,10 @@ from typer.testing import CliRunner
 
 from semimtr_cli.cli.app import app
 from semimtr_cli.core.charset import Charset
-from semimtr_cli.core.metrics import (
-    TextMetrics,
-    calibration_bins,
-    expected_calibration_error,
-)
+from semimtr_cli.core.metrics import TextMetrics, calibration_bins, expected_calibration_error
 from semimtr_cli.data.lmdb.io import LmdbReader, write_lmdb
 from semimtr_cli.evaluation.calibration import (
-    correct_nll,
-    fit_temperature,
-    label_nll,
-    risk_coverage,
-    threshold_for_precision,
-    word_confidence,
+    correct_nll, fit_temperature, label_nll, risk_coverage, threshold_for_precision, word_confidence,
 )
 from semimtr_cli.infer.predictor import load_predictor
 from semimtr_cli.model.checkpoint import load_checkpoint, save_checkpoint

@@ -134,9 +134,7 @@ def test_prediction_normalisation_and_rotation():
     assert rotated.shape == (10, 50, 3) and rotated[9, 0, 0] == 255
     wide = np.zeros((10, 50, 3), np.uint8)
     assert rotate_tall(wide) is wide
-    from PIL import (
-        Image,  # read (PIL images) and eval (arrays) turn a crop the same way
-    )
+    from PIL import Image  # read (PIL images) and eval (arrays) turn a crop the same way
 
     assert np.array_equal(np.asarray(rotate_tall(Image.fromarray(tall))), rotated)
 

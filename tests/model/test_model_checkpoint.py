@@ -8,11 +8,7 @@ import torch
 from semimtr_cli.core.charset import Charset
 from semimtr_cli.core.errors import SemimtrError
 from semimtr_cli.model.checkpoint import (
-    FORMAT,
-    load_checkpoint,
-    load_state_dict_strict,
-    model_from_checkpoint,
-    save_checkpoint,
+    FORMAT, load_checkpoint, load_state_dict_strict, model_from_checkpoint, save_checkpoint,
 )
 from semimtr_cli.model.config import ModelConfig
 from semimtr_cli.model.factory import build_model

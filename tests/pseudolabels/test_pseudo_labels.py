@@ -22,12 +22,7 @@ from semimtr_cli.model.decoding import teacher_targets
 from semimtr_cli.model.factory import build_model
 from semimtr_cli.model.outputs import HeadOutput
 from semimtr_cli.pseudolabels.run import pseudo_label_report
-from semimtr_cli.pseudolabels.stats import (
-    PseudoLabels,
-    parse_thresholds,
-    slot_stats,
-    summarize,
-)
+from semimtr_cli.pseudolabels.stats import PseudoLabels, parse_thresholds, slot_stats, summarize
 
 CS = Charset.preset("36")
 MICRO = dict(resnet_stem_channels=4, resnet_channels=[4, 8, 8, 16, 32], resnet_blocks=[1, 1, 1, 1, 1], d_model=32,

@@ -11,12 +11,7 @@ import torch.nn.functional as F
 from semimtr_cli.model.decoding import kept_slots, teacher_targets
 from semimtr_cli.model.outputs import HeadOutput, RecognizerOutput
 from semimtr_cli.train.losses import (
-    consistency_loss,
-    finetune_objective,
-    head_ce,
-    pretrain_vision_objective,
-    seqclr_loss,
-    sequence_ce,
+    consistency_loss, finetune_objective, head_ce, pretrain_vision_objective, seqclr_loss, sequence_ce,
     supervised_loss,
 )
 

@@ -9,12 +9,7 @@ import torch
 
 from semimtr_cli.core.errors import SemimtrError
 from semimtr_cli.train.recipe import OptimConfig
-from semimtr_cli.train.schedule import (
-    lr_multiplier,
-    make_optimizer,
-    make_scheduler,
-    phase_boundaries,
-)
+from semimtr_cli.train.schedule import lr_multiplier, make_optimizer, make_scheduler, phase_boundaries
 
 
 def factors(cfg: OptimConfig, steps, boundaries=(), total_steps=100):

@@ -21,11 +21,7 @@ from semimtr_cli.core.charset import Charset
 from semimtr_cli.core.errors import SemimtrError
 from semimtr_cli.data.lmdb.io import write_lmdb
 from semimtr_cli.data.synth.generate import generate
-from semimtr_cli.model.checkpoint import (
-    load_checkpoint,
-    model_from_checkpoint,
-    save_checkpoint,
-)
+from semimtr_cli.model.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from semimtr_cli.model.decoding import kept_slots
 from semimtr_cli.model.factory import build_model
 from semimtr_cli.model.transfer import load_part
@@ -76,9 +72,7 @@ def test_three_stages_end_to_end(data, tmp_path):
     assert [e["step"] for e in events if e["event"] == "train"] == [1, 2, 3]
     assert {"ce", "seqclr"} <= set(events[0])
     if importlib.util.find_spec("tensorboard"):  # the same numbers as TensorBoard scalars beside metrics.jsonl
-        from tensorboard.backend.event_processing.event_accumulator import (
-            EventAccumulator,
-        )
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
         board = EventAccumulator(str(tmp_path / "vision" / "tensorboard")).Reload()
         assert [(s.step, round(s.value, 4)) for s in board.Scalars("train/ce")] == \
@@ -377,14 +371,7 @@ def test_ema_teacher_is_validated_and_selected(select, data, tmp_path):
 
 
 def test_stage_registry_names_every_stage_and_reexports_its_parts():
-    from semimtr_cli.train import (
-        finetune,
-        pretrain_lm,
-        pretrain_vision,
-        stage_base,
-        stages,
-        wrappers,
-    )
+    from semimtr_cli.train import finetune, pretrain_lm, pretrain_vision, stage_base, stages, wrappers
 
     assert {name: cls.__module__ for name, cls in stages.STAGE_CLASSES.items()} == {
         "pretrain-vision": pretrain_vision.__name__, "pretrain-lm": pretrain_lm.__name__, "finetune": finetune.__name__}

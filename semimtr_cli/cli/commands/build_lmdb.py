@@ -11,12 +11,7 @@ from typing import Callable, Iterator, List, Optional
 import typer
 
 from semimtr_cli.cli import ui
-from semimtr_cli.cli.commands.inspect import (
-    limit_option,
-    load_charset,
-    report_inspection,
-    samples_option,
-)
+from semimtr_cli.cli.commands.inspect import limit_option, load_charset, report_inspection, samples_option
 from semimtr_cli.cli.commands.options import json_option, summary_console, write_json
 from semimtr_cli.core.errors import UsageError
 
@@ -100,13 +95,7 @@ def command(
 @contextmanager
 def _progress_bar() -> Iterator[Callable[[str, int, int], None]]:
     """A Rich bar per build phase ("check", "write") with images/s; yields ``progress(phase, done, total)``."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     bar = Progress(
         TextColumn("[progress.description]{task.description}"),

@@ -9,14 +9,7 @@ import typer
 
 from semimtr_cli.cli import ui
 from semimtr_cli.cli.commands.options import (
-    DeviceOpt,
-    InferenceWorkersOpt,
-    PrecisionOpt,
-    ThreadsOpt,
-    json_option,
-    set_threads,
-    summary_console,
-    write_json,
+    DeviceOpt, InferenceWorkersOpt, PrecisionOpt, ThreadsOpt, json_option, set_threads, summary_console, write_json,
 )
 
 JsonOpt = json_option("the report (temperatures, ECE before/after, risk-coverage, threshold)")

@@ -9,14 +9,7 @@ import typer
 
 from semimtr_cli.cli import ui
 from semimtr_cli.cli.commands.options import (
-    CalibrationOpt,
-    DeviceOpt,
-    InferenceWorkersOpt,
-    PrecisionOpt,
-    ThreadsOpt,
-    json_option,
-    set_threads,
-    write_json,
+    CalibrationOpt, DeviceOpt, InferenceWorkersOpt, PrecisionOpt, ThreadsOpt, json_option, set_threads, write_json,
 )
 
 JsonOpt = json_option("the results (a list with several checkpoints/heads)")

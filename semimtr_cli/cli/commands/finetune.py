@@ -8,18 +8,8 @@ from typing import Optional
 import typer
 
 from semimtr_cli.cli.commands.train_common import (
-    DeviceOpt,
-    JsonOpt,
-    MaxStepsOpt,
-    OutOpt,
-    PrecisionOpt,
-    RecipeOpt,
-    ResumeOpt,
-    SeedOpt,
-    SetOpt,
-    ThreadsOpt,
-    WorkersOpt,
-    run_stage,
+    DeviceOpt, JsonOpt, MaxStepsOpt, OutOpt, PrecisionOpt, RecipeOpt, ResumeOpt, SeedOpt, SetOpt, ThreadsOpt,
+    WorkersOpt, run_stage,
 )
 
 

@@ -9,16 +9,8 @@ import typer
 
 from semimtr_cli.cli import ui
 from semimtr_cli.cli.commands.options import (
-    CalibrationOpt,
-    DeviceOpt,
-    HeadOpt,
-    InferenceWorkersOpt,
-    PrecisionOpt,
-    ThreadsOpt,
-    json_option,
-    set_threads,
-    summary_console,
-    write_json,
+    CalibrationOpt, DeviceOpt, HeadOpt, InferenceWorkersOpt, PrecisionOpt, ThreadsOpt, json_option, set_threads,
+    summary_console, write_json,
 )
 
 JsonOpt = json_option("the summary and every row (OUT/summary.json holds the summary only)")

@@ -10,14 +10,7 @@ import typer
 
 from semimtr_cli.cli import ui
 from semimtr_cli.cli.commands.options import (
-    CalibrationOpt,
-    DeviceOpt,
-    HeadOpt,
-    PrecisionOpt,
-    ThreadsOpt,
-    json_option,
-    set_threads,
-    summary_console,
+    CalibrationOpt, DeviceOpt, HeadOpt, PrecisionOpt, ThreadsOpt, json_option, set_threads, summary_console,
     write_json,
 )
 

@@ -9,12 +9,7 @@ from typing import Optional
 import typer
 
 from semimtr_cli.cli import ui
-from semimtr_cli.cli.commands.options import (
-    json_option,
-    summary_console,
-    workers_option,
-    write_json,
-)
+from semimtr_cli.cli.commands.options import json_option, summary_console, workers_option, write_json
 from semimtr_cli.core.errors import UsageError
 
 JsonOpt = json_option("the summary")
@@ -75,11 +70,7 @@ def command(
 
 
 def _word_list(words: Optional[Path], use_wordfreq: bool):
-    from semimtr_cli.data.text.words import (
-        packaged_words,
-        read_words_file,
-        wordfreq_words,
-    )
+    from semimtr_cli.data.text.words import packaged_words, read_words_file, wordfreq_words
 
     if words is not None:
         return read_words_file(words)

@@ -9,12 +9,7 @@ import typer
 
 from semimtr_cli.cli import ui
 from semimtr_cli.cli.commands.options import (
-    DeviceOpt,
-    PrecisionOpt,
-    ThreadsOpt,
-    json_option,
-    workers_option,
-    write_json,
+    DeviceOpt, PrecisionOpt, ThreadsOpt, json_option, workers_option, write_json,
 )
 
 RECIPE_HELP = "YAML recipe (see recipes/); every key can be overridden with --set."
@@ -50,13 +45,7 @@ def run_stage(
     json_out: str | None = None,
 ) -> dict:
     """Resolve the recipe, run the trainer with a progress bar, print the summary."""
-    from rich.progress import (
-        BarColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from semimtr_cli.core.errors import UsageError
     from semimtr_cli.core.runtime import check_precision

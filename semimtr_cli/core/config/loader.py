@@ -30,20 +30,8 @@ from typing import Any, Mapping, Sequence, TypeVar
 
 import yaml
 
-from semimtr_cli.core.config.overrides import (
-    OverrideError,
-    apply_override,
-    parse_override,
-)
-from semimtr_cli.core.config.types import (
-    ConfigError,
-    Invalid,
-    UnknownKey,
-    build,
-    is_instance,
-    to_plain,
-    type_name,
-)
+from semimtr_cli.core.config.overrides import OverrideError, apply_override, parse_override
+from semimtr_cli.core.config.types import ConfigError, Invalid, UnknownKey, build, is_instance, to_plain, type_name
 from semimtr_cli.core.fsutil import atomic_write_text
 
 __all__ = [

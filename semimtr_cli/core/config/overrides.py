@@ -19,22 +19,8 @@ from typing import Any
 import yaml
 
 from semimtr_cli.core.config.types import (
-    MISSING,
-    ConfigError,
-    Invalid,
-    UnknownKey,
-    convert,
-    field_types,
-    init_fields,
-    is_container,
-    is_mapping_type,
-    is_sequence_type,
-    join_key,
-    show_value,
-    strip_optional,
-    to_plain,
-    type_name,
-    unknown_key_message,
+    MISSING, ConfigError, Invalid, UnknownKey, convert, field_types, init_fields, is_container, is_mapping_type,
+    is_sequence_type, join_key, show_value, strip_optional, to_plain, type_name, unknown_key_message,
 )
 from semimtr_cli.core.errors import UsageError, option
 

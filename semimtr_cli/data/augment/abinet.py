@@ -10,12 +10,7 @@ from PIL import Image
 from semimtr_cli.core.errors import UsageError
 from semimtr_cli.data.augment import geometry as geo
 from semimtr_cli.data.augment import photometric as ph
-from semimtr_cli.data.augment.base import (
-    Pipeline,
-    as_rgb_array,
-    sample_asym,
-    sample_sym,
-)
+from semimtr_cli.data.augment.base import Pipeline, as_rgb_array, sample_asym, sample_sym
 
 
 class AbinetAugment(Pipeline):

@@ -32,15 +32,7 @@ from semimtr_cli.core.errors import SemimtrError, UsageError
 from semimtr_cli.data.image import MAX_PIXELS_DEFAULT
 from semimtr_cli.data.lmdb.io import LmdbWriter, check_writable_target
 from semimtr_cli.data.lmdb.sources import (
-    MISSING,
-    NOT_IMAGE,
-    REASONS,
-    TOO_LARGE,
-    ZERO_BYTES,
-    Record,
-    SourceOptions,
-    collect_records,
-    compile_name_pattern,
+    MISSING, NOT_IMAGE, REASONS, TOO_LARGE, ZERO_BYTES, Record, SourceOptions, collect_records, compile_name_pattern,
     mark_duplicates,
 )
 

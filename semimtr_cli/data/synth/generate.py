@@ -33,12 +33,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 from PIL import Image
 
-from semimtr_cli.core.errors import (
-    SemimtrError,
-    UsageError,
-    check_unit_interval,
-    option,
-)
+from semimtr_cli.core.errors import SemimtrError, UsageError, check_unit_interval, option
 from semimtr_cli.core.fsutil import atomic_dir
 from semimtr_cli.data.lmdb.io import LmdbWriter, is_lmdb_dir
 from semimtr_cli.data.synth.fonts import PROBE, font_covers, resolve_fonts

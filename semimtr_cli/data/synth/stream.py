@@ -28,12 +28,7 @@ from torch.utils.data import Dataset
 
 from semimtr_cli.core.charset import Charset
 from semimtr_cli.core.errors import SemimtrError
-from semimtr_cli.data.datasets import (
-    item_key,
-    make_item,
-    render_views,
-    unlabeled_target,
-)
+from semimtr_cli.data.datasets import item_key, make_item, render_views, unlabeled_target
 from semimtr_cli.data.synth.fonts import resolve_fonts
 from semimtr_cli.data.synth.generate import SynthPlan, draw_sample, plan_synth
 from semimtr_cli.data.text.words import WordList, packaged_words, read_words_file
