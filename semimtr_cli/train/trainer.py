@@ -5,6 +5,7 @@ is a named method of :class:`Run`.
 Run folder layout (``out``)::
 
     config.yaml     the resolved recipe (every default filled in)
+    synth_sources.json  each streamed synthetic source: settings, font files (names + hashes)
     metrics.jsonl   one JSON object per log / validation event
     summary.json    written at the end: steps, time, throughput, best and last metrics
     last.pt         model + optimizer + scheduler + scaler + sampler position + RNG states
@@ -36,6 +37,7 @@ from semimtr_cli.core.errors import SemimtrError, option
 from semimtr_cli.core.fsutil import atomic_write_json
 from semimtr_cli.core.runtime import choose_precision, cpu_info, pick_device
 from semimtr_cli.data.datasets import collate
+from semimtr_cli.data.synth.stream import source_manifest
 from semimtr_cli.model.checkpoint import load_checkpoint, make_checkpoint, write_checkpoint
 from semimtr_cli.train import distributed as ddp
 from semimtr_cli.train.recipe import Recipe
@@ -70,6 +72,14 @@ def train(
         return run.finish()
     finally:
         ddp.shutdown(info)
+
+
+def write_synth_manifest(recipe: Recipe, charset: Charset, path: Path) -> None:
+    """The streamed synthetic sources of ``recipe`` with the exact font files they draw with (none: no file)."""
+    d = recipe.data
+    sources = [*d.labeled_synth, *d.unlabeled_synth, *d.valid_synth]
+    if sources:
+        atomic_write_json(path, [source_manifest(s, charset) for s in sources])
 
 
 def prepare_run_dir(out: Path, resume: bool, info: ddp.DistInfo) -> None:
@@ -116,6 +126,7 @@ class Run:
             torch.manual_seed(self.cfg.seed + 1000 * info.rank + 1)
             if info.is_main:
                 save_config(recipe, out / "config.yaml")
+                write_synth_manifest(recipe, self.charset, out / "synth_sources.json")
         self.wrapped = self._wrap()
         self.loader = DataLoader(
             self.train_set, batch_size=self.micro, sampler=self.sampler, collate_fn=collate, drop_last=True,

@@ -528,3 +528,18 @@ def test_consistency_weight_and_ema_teacher_in_the_total(data, probe):
     assert not any(k.startswith("sup_teacher") for k in ema)  # no CE for a teacher without gradients
     assert _cons(ema) == pytest.approx(_cons(shared), rel=1e-5)  # same weights: same teacher labels
     assert total == pytest.approx(ema["sup_student"] + ema["consistency"], rel=1e-5)
+
+
+def test_a_run_records_the_font_files_of_its_streamed_sources(tmp_path):
+    from semimtr_cli.train.trainer import write_synth_manifest
+
+    recipe = load_recipe(TINY / "pretrain_vision.yaml", MICRO)
+    write_synth_manifest(recipe, Charset.preset("36"), tmp_path / "synth_sources.json")
+    sources = json.loads((tmp_path / "synth_sources.json").read_text())
+    assert [s["style"] for s in sources] == ["clean", "wild", "clean", "wild"]  # labeled, unlabeled, 2 valid
+    assert all(s["fonts_used"] and all(len(f["sha256"]) == 16 for f in s["fonts_used"]) for s in sources)
+    assert {f["file"] for f in sources[0]["fonts_used"]} >= {"DejaVuSans.ttf"}
+    none = load_recipe(TINY / "pretrain_vision.yaml", MICRO + ["data.labeled_synth=[]", "data.unlabeled_synth=[]",
+                                                              "data.valid_synth=[]", "data.labeled=[x]"])
+    write_synth_manifest(none, Charset.preset("36"), tmp_path / "none.json")
+    assert not (tmp_path / "none.json").exists()

@@ -1,13 +1,21 @@
-"""Fonts for the synthetic word renderer: bundled font sets, font folders, glyph coverage.
+"""Fonts for the synthetic word renderer: bundled font sets, font folders, the system's fonts,
+glyph coverage.
 
 Without a font folder the renderer uses matplotlib's bundled TrueType fonts, grouped into the
-``sans``, ``serif`` and ``mono`` sets (:data:`BUNDLED_FONT_SETS`). :func:`font_covers` says which
-characters a font really draws (TeX's Computer Modern fonts only for :data:`_OT1_SAFE`).
+``sans``, ``serif`` and ``mono`` sets (:data:`BUNDLED_FONT_SETS`). ``--fonts system`` reads the
+operating system's font folders (:data:`SYSTEM_FONT_DIRS`; ``scripts/install_training_fonts.sh``
+fills them with the Debian font packages the shipped model's crops were drawn with).
+:func:`screen_fonts` keeps the fonts that can write words and says why the others were skipped;
+:func:`font_covers` says which characters a font really draws (TeX's Computer Modern fonts only
+for :data:`_OT1_SAFE`); :func:`font_manifest` names and hashes the files a run used.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
+import sys
 from functools import lru_cache
 from pathlib import Path
 
@@ -57,6 +65,30 @@ DEFAULT_FONT_SET = {"clean": "sans", "wild": "serif,mono"}
 _OT1_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 !#%&'()*+,-./:;=?@[]")
 # Characters every usable font must draw at least one of (fonts drawing none are dropped).
 PROBE = "abcdefghijklmnopqrstuvwxyz0123456789"
+
+
+SYSTEM = "system"  # the --fonts value that means the operating system's font folders
+SYSTEM_FONT_DIRS = (
+    "/usr/share/fonts", "/usr/local/share/fonts", "~/.local/share/fonts", "~/.fonts",  # Linux
+    "/System/Library/Fonts", "/Library/Fonts", "~/Library/Fonts",  # macOS
+    "%WINDIR%/Fonts", "%LOCALAPPDATA%/Microsoft/Windows/Fonts",  # Windows
+)
+# Fonts whose letters are pictures, not letters: their cmap maps a-z to symbols, so coverage alone
+# cannot tell. Matched against the file name.
+SYMBOL_FONT = re.compile(r"symbol|dingbat|wingding|webding|emoji|icon|awesome|math|braille|barcode|music|"
+                         r"ornament|D050000L|cursor|cmex|cmsy|STIXSiz|STIXNonUni|LastResort", re.IGNORECASE)
+
+
+def system_font_dirs() -> list[Path]:
+    """The system font folders that exist on this machine."""
+    found = []
+    for raw in SYSTEM_FONT_DIRS:
+        if raw.startswith("%") and not sys.platform.startswith("win"):
+            continue
+        path = Path(os.path.expanduser(os.path.expandvars(raw)))
+        if path.is_dir():
+            found.append(path)
+    return found
 
 
 def bundled_font_dir() -> Path:
@@ -125,6 +157,18 @@ def resolve_fonts(fonts_dir: str | Path | None = None, font_set: str | None = No
     (e.g. ``serif,DejaVuSansMono``). Default: ``sans`` for ``clean``, ``serif,mono`` for ``wild``.
     With ``fonts_dir``: every font file under it (``font_set`` may name some of them).
     """
+    if fonts_dir is not None and str(fonts_dir) == SYSTEM:
+        dirs = system_font_dirs()
+        if not dirs:
+            raise SemimtrError(f"no system font folder exists (looked in {', '.join(SYSTEM_FONT_DIRS)}); "
+                               "pass a folder of .ttf/.otf files")
+        files = sorted({p for d in dirs for p in _font_files_or_none(d)})
+        if not files:
+            raise SemimtrError(f"the system font folders ({', '.join(map(str, dirs))}) hold no .ttf/.otf/.ttc file; "
+                               "scripts/install_training_fonts.sh installs a training set on Debian/Ubuntu")
+        if font_set and font_set != "all":
+            return sorted(set(_select({p.name: p for p in files}, font_set, allow_presets=False)))
+        return files
     if fonts_dir is not None:
         files = list_font_files(fonts_dir)
         root = Path(fonts_dir)
@@ -139,6 +183,56 @@ def resolve_fonts(fonts_dir: str | Path | None = None, font_set: str | None = No
     if not pool:
         raise SemimtrError(f"matplotlib's bundled fonts are missing from {folder}; pass {option('fonts')} DIR")
     return _select(pool, font_set or DEFAULT_FONT_SET.get(style, "sans"), allow_presets=True)
+
+
+def _font_files_or_none(root: Path) -> list[Path]:
+    try:
+        return list_font_files(root)
+    except SemimtrError:
+        return []
+
+
+def screen_fonts(paths, letters: str = "abcdefghijklmnopqrstuvwxyz") -> tuple[list[str], dict[str, str]]:
+    """(fonts that can write words, {skipped file: why}).
+
+    Skipped: files FreeType cannot load, symbol fonts (by name, :data:`SYMBOL_FONT`), fonts that
+    do not draw every letter of ``letters`` in lower or upper case, and exact copies of a font
+    already kept (same bytes under another path).
+    """
+    kept, skipped, seen = [], {}, set()
+    for path in map(str, paths):
+        name = os.path.basename(path)
+        if SYMBOL_FONT.search(name):
+            skipped[path] = "a symbol font (by its name)"
+            continue
+        try:
+            covered = font_covers(path, set(letters + letters.upper()))
+        except SemimtrError:
+            skipped[path] = "cannot be loaded"
+            continue
+        missing = [c for c in letters if c not in covered and c.upper() not in covered]
+        if missing:
+            skipped[path] = f"draws no {''.join(missing[:8])}{'...' if len(missing) > 8 else ''}"
+            continue
+        digest = file_digest(path)
+        if digest in seen:
+            skipped[path] = "a copy of a font already kept"
+            continue
+        seen.add(digest)
+        kept.append(path)
+    return kept, skipped
+
+
+@lru_cache(maxsize=None)
+def file_digest(path: str) -> str:
+    """The first 16 hex digits of the file's SHA-256 (names the exact font file in run metadata)."""
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()[:16]
+
+
+def font_manifest(paths) -> list[dict]:
+    """[{"file": name, "sha256": first 16 hex digits}] of ``paths``: which font files a run drew with."""
+    return [{"file": os.path.basename(str(p)), "sha256": file_digest(str(p))} for p in paths]
 
 
 @lru_cache(maxsize=None)
@@ -166,7 +260,7 @@ def font_covers(path: str | Path, chars: set[str]) -> set[str]:
     return covered
 
 
-@lru_cache(maxsize=512)
+@lru_cache(maxsize=4096)  # hundreds of system fonts x a few sizes: a miss reloads the file (~0.1 ms)
 def load_font(path: str, size: int) -> tuple[ImageFont.FreeTypeFont, int, int]:
     """(font, top, bottom) with top/bottom the extent of 'Hg' relative to the baseline (pixels)."""
     try:

@@ -27,6 +27,7 @@ import json
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -36,8 +37,10 @@ from PIL import Image
 from semimtr_cli.core.errors import SemimtrError, UsageError, check_unit_interval, option
 from semimtr_cli.core.fsutil import atomic_dir
 from semimtr_cli.data.lmdb.io import LmdbWriter, is_lmdb_dir
-from semimtr_cli.data.synth.fonts import PROBE, font_covers, resolve_fonts
-from semimtr_cli.data.synth.render import encode_image, get_style, render_word
+from semimtr_cli.data.synth.fonts import PROBE, font_covers, font_manifest, resolve_fonts, screen_fonts
+from semimtr_cli.data.synth.render import check_style, encode_image, render_word
+from semimtr_cli.data.synth.scene import render_scene
+from semimtr_cli.data.synth.texts import SCENE_SYMBOLS, draw_text, rank_cdf
 from semimtr_cli.data.text.words import WordList, packaged_words
 
 # ---------------------------------------------------------------------------------------------
@@ -62,6 +65,7 @@ class SynthPlan:
     digits_fraction: float
     image_format: str
     stream: bool = False  # streamed training crops draw from their own generator keys
+    backgrounds: tuple[str, ...] = ()  # scene style: photographs to cut background windows from
 
 
 # Extra generator key of streamed crops: sample i of seed s never equals `semimtr synth --seed s` sample i,
@@ -102,20 +106,48 @@ def draw_sample(plan: SynthPlan, index: int) -> tuple[Image.Image, str, int]:
     """(RGB crop, label, font index) of sample ``index``, not encoded (streaming skips the codec)."""
     rng = np.random.default_rng([plan.seed, index, STREAM_KEY] if plan.stream else [plan.seed, index])
     for _ in range(100):
-        if rng.uniform() < plan.digits_fraction:
-            text = _random_number(rng)
-        else:
-            text = _apply_case(plan.words[int(rng.integers(len(plan.words)))], plan.case, rng)
-        chars = set(text)
-        usable = [i for i, have in enumerate(plan.font_chars) if chars <= have]
-        if usable:
+        text = _draw_text(plan, rng)
+        font_index = _font_for(plan, set(text), rng)
+        if font_index is not None:
             break
     else:
         raise SemimtrError(
             f"sample {index}: no font can draw 100 drawn words in a row; check {option('fonts')}/{option('words')}"
         )
-    font_index = usable[int(rng.integers(len(usable)))]
-    return render_word(text, plan.fonts[font_index], rng, plan.style, plan.height), text, font_index
+    font = plan.fonts[font_index]
+    if plan.style == "scene":
+        img = render_scene(text, font, rng, plan.height, backgrounds=plan.backgrounds, neighbours=plan.words)
+    else:
+        img = render_word(text, font, rng, plan.style, plan.height)
+    return img, text, font_index
+
+
+def _draw_text(plan: SynthPlan, rng: np.random.Generator) -> str:
+    if plan.style == "scene":  # words by frequency, sign casing, numbers/prices/codes (texts.py)
+        text = draw_text(rng, plan.words, _rank_cdf(len(plan.words)), plan.digits_fraction)
+        return text if plan.case == "mixed" else _apply_case(text, plan.case, rng)
+    if rng.uniform() < plan.digits_fraction:
+        return _random_number(rng)
+    return _apply_case(plan.words[int(rng.integers(len(plan.words)))], plan.case, rng)
+
+
+@lru_cache(maxsize=8)
+def _rank_cdf(n: int) -> np.ndarray:
+    return rank_cdf(n)
+
+
+def _font_for(plan: SynthPlan, chars: set[str], rng: np.random.Generator) -> int | None:
+    """A random font index that draws every character of ``chars``, or None.
+
+    A few random fonts are tried first (with hundreds of fonts nearly every one draws a word, and
+    testing them all costs more than the word); the full scan only when those fail.
+    """
+    for _ in range(4):
+        i = int(rng.integers(len(plan.fonts)))
+        if chars <= plan.font_chars[i]:
+            return i
+    usable = [i for i, have in enumerate(plan.font_chars) if chars <= have]
+    return usable[int(rng.integers(len(usable)))] if usable else None
 
 
 _WORKER_PLAN: SynthPlan | None = None
@@ -149,8 +181,9 @@ def _as_word_list(words: WordList | Sequence[str] | None) -> WordList:
 
 
 def _alphabet(words: Sequence[str], case: str) -> set[str]:
-    """Every character the plan may draw: the probe, digits, and the words in each case."""
-    alphabet = set(PROBE) | set("0123456789")
+    """Every character the plan may draw: the probe, digits, the scene style's symbols, and the
+    words in each case."""
+    alphabet = set(PROBE) | set("0123456789") | set(SCENE_SYMBOLS)
     for w in words:
         alphabet.update(w)
         if case != "as-is":
@@ -158,19 +191,14 @@ def _alphabet(words: Sequence[str], case: str) -> set[str]:
     return alphabet
 
 
-def _usable_fonts(font_paths: Sequence[str], alphabet: set[str]) -> tuple[list[str], list[frozenset], list[str]]:
-    """(fonts kept, characters each draws, names of fonts dropped for drawing none of a-z/0-9)."""
-    kept_fonts, kept_chars, bad_fonts = [], [], []
-    for path in font_paths:
-        covered = font_covers(path, alphabet)
-        if not covered & set(PROBE):
-            bad_fonts.append(Path(path).name)
-            continue
-        kept_fonts.append(path)
-        kept_chars.append(frozenset(covered))
+def _usable_fonts(font_paths: Sequence[str], alphabet: set[str]) -> tuple[list[str], list[frozenset], dict[str, str]]:
+    """(fonts kept, characters each draws, {skipped font: why}) -- see fonts.screen_fonts."""
+    kept_fonts, skipped = screen_fonts(font_paths)
     if not kept_fonts:
-        raise SemimtrError(f"none of the {len(font_paths)} fonts draws a-z or 0-9 (e.g. {Path(font_paths[0]).name})")
-    return kept_fonts, kept_chars, bad_fonts
+        reasons = "; ".join(f"{Path(f).name}: {why}" for f, why in list(skipped.items())[:3])
+        raise SemimtrError(f"none of the {len(font_paths)} fonts can write words ({reasons})")
+    kept_chars = [frozenset(font_covers(path, alphabet)) for path in kept_fonts]
+    return kept_fonts, kept_chars, {Path(f).name: why for f, why in skipped.items()}
 
 
 def plan_synth(
@@ -183,16 +211,17 @@ def plan_synth(
     case: str = "mixed",
     digits_fraction: float = 0.1,
     image_format: str = "png",
+    backgrounds: Sequence[str] = (),
 ) -> tuple[SynthPlan, dict]:
     """Validate options, check glyph coverage, and return (plan, facts for the summary).
 
     Words that no chosen font can draw are dropped and counted; fonts that cannot draw any of
     a-z/0-9 are dropped and counted.
     """
-    spec = get_style(style)
+    check_style(style)
     check_options(height, case, digits_fraction, image_format)
     word_list = _as_word_list(words)
-    font_paths = [str(p) for p in (fonts if fonts is not None else resolve_fonts(style=spec.name))]
+    font_paths = [str(p) for p in (fonts if fonts is not None else resolve_fonts(style=style))]
     if not font_paths:
         raise SemimtrError("no fonts to render with")
     kept_fonts, kept_chars, bad_fonts = _usable_fonts(font_paths, _alphabet(word_list.words, case))
@@ -205,7 +234,8 @@ def plan_synth(
         words=tuple(kept_words) or ("0",),
         fonts=tuple(kept_fonts),
         font_chars=tuple(kept_chars),
-        style=spec.name,
+        style=style,
+        backgrounds=tuple(backgrounds),
         height=int(height),
         case=case,
         digits_fraction=float(digits_fraction),
@@ -312,7 +342,8 @@ def _settings(plan: SynthPlan, facts: dict, count: int, unlabeled: bool) -> dict
     return {
         "seed": plan.seed, "count": count, "style": plan.style, "height": plan.height, "case": plan.case,
         "digits_fraction": plan.digits_fraction, "format": plan.image_format, "unlabeled": unlabeled,
-        "fonts": [Path(f).name for f in plan.fonts], "words_source": facts["words_source"], "words": facts["words"],
+        "fonts": font_manifest(plan.fonts), "words_source": facts["words_source"], "words": facts["words"],
+        "backgrounds": len(plan.backgrounds),
     }
 
 
@@ -333,6 +364,7 @@ def generate(
     overwrite: bool = False,
     workers: int = 1,
     on_progress: Callable[[int], None] | None = None,
+    backgrounds: Sequence[str] = (),
 ) -> dict:
     """Render ``count`` word crops into ``out`` and return a summary dict.
 
@@ -348,7 +380,7 @@ def generate(
         raise UsageError(f"must be at least 1, got {count}", param="count")
     plan, facts = plan_synth(
         seed, words=words, fonts=fonts, style=style, height=height, case=case,
-        digits_fraction=digits_fraction, image_format=image_format,
+        digits_fraction=digits_fraction, image_format=image_format, backgrounds=backgrounds,
     )
     check_output(out, lmdb=lmdb, overwrite=overwrite)
     tally = _Tally([0] * len(plan.fonts))

@@ -104,20 +104,30 @@ STYLES: dict[str, StyleSpec] = {
 }
 
 
+STYLE_NAMES = (*STYLES, "scene")  # scene: its own renderer (scene.py), the look of photographed text
+
+
+def check_style(style: str) -> str:
+    """``style`` if it names a style; UsageError listing them otherwise."""
+    if style not in STYLE_NAMES:
+        raise UsageError(f"unknown '{style}' (choose from: {', '.join(STYLE_NAMES)})", param="style")
+    return style
+
+
 def get_style(style: str | StyleSpec) -> StyleSpec:
+    """The :class:`StyleSpec` of a ``clean``/``wild`` style name (UsageError otherwise)."""
     if isinstance(style, StyleSpec):
         return style
-    try:
-        return STYLES[style]
-    except KeyError:
-        raise UsageError(f"unknown '{style}' (choose from: {', '.join(STYLES)})", param="style") from None
+    if check_style(style) not in STYLES:
+        raise UsageError(f"'{style}' has its own renderer, not a StyleSpec", param="style")
+    return STYLES[style]
 
 
 # ---------------------------------------------------------------------------------------------
 # Rendering steps
 
 
-def _homography(src: np.ndarray, dst: np.ndarray) -> tuple[float, ...]:
+def homography(src: np.ndarray, dst: np.ndarray) -> tuple[float, ...]:
     """8 coefficients (a..h) of the projective map taking the 4 points ``src`` onto ``dst``."""
     rows, rhs = [], []
     for (x, y), (u, v) in zip(src, dst):
@@ -174,7 +184,7 @@ def _contrast_pair(rng: np.random.Generator, spec: StyleSpec) -> tuple[float, fl
     return bright, dark
 
 
-def _text_masks(
+def text_masks(
     text: str, font_path: str, size: int, stroke: int
 ) -> tuple[Image.Image, Image.Image | None, tuple[int, int, int, int]]:
     """Masks (fill, stroke or None) of ``text`` and its line box (x0, y0, x1, y1) in mask pixels."""
@@ -231,7 +241,7 @@ def _geometry(rng: np.random.Generator, spec: StyleSpec, src: np.ndarray) -> tup
         dst += rng.uniform(-spec.perspective, spec.perspective, (4, 2)) * (y1 - y0)
     dst -= dst.min(0)
     out_w, out_h = max(1, int(math.ceil(dst[:, 0].max()))), max(1, int(math.ceil(dst[:, 1].max())))
-    return out_w, out_h, _homography(dst, src)
+    return out_w, out_h, homography(dst, src)
 
 
 def _compose(
@@ -320,7 +330,7 @@ def render_word(
     """
     spec = get_style(style)
     size, stroke = _font_size_and_stroke(rng, spec, height)
-    fill_mask, outline_mask, box = _text_masks(text, str(font_path), size, stroke)
+    fill_mask, outline_mask, box = text_masks(text, str(font_path), size, stroke)
     out_w, out_h, coeffs = _geometry(rng, spec, _padded_box(rng, spec, box, size))
 
     def warp(mask: Image.Image) -> Image.Image:

@@ -29,7 +29,8 @@ from torch.utils.data import Dataset
 from semimtr_cli.core.charset import Charset
 from semimtr_cli.core.errors import SemimtrError
 from semimtr_cli.data.datasets import item_key, make_item, render_views, unlabeled_target
-from semimtr_cli.data.synth.fonts import resolve_fonts
+from semimtr_cli.data.synth.backgrounds import list_backgrounds
+from semimtr_cli.data.synth.fonts import font_manifest, resolve_fonts
 from semimtr_cli.data.synth.generate import SynthPlan, draw_sample, plan_synth
 from semimtr_cli.data.text.words import WordList, packaged_words, read_words_file
 
@@ -38,8 +39,9 @@ from semimtr_cli.data.text.words import WordList, packaged_words, read_words_fil
 class SynthSource:
     """One streamed synthetic source in a recipe (``data.labeled_synth`` and friends).
 
-    style: ``clean`` or ``wild`` (see ``semimtr synth``). fonts: a font folder (None = the
-    bundled fonts); font_set: preset/names as ``synth --font-set`` (None = the style's default).
+    style: ``clean``, ``wild`` or ``scene`` (see ``semimtr synth``). fonts: a font folder or
+    ``system`` (None = the bundled fonts); font_set: preset/names as ``synth --font-set`` (None =
+    the style's default). backgrounds: a folder of photographs (scene style; None = textures).
     words: a word file (None = the packaged English list); vocab_size: keep its first N words.
     seed: renderer seed (streamed crops use their own generator keys: no ``semimtr synth``
         output, whatever its seed, holds a crop a streamed run trained on).
@@ -47,11 +49,12 @@ class SynthSource:
     ``semimtr synth``.
     """
 
-    style: Literal["clean", "wild"] = "clean"
+    style: Literal["clean", "wild", "scene"] = "clean"
     seed: int = 0
     crops_per_epoch: int = 10000
     fonts: str | None = None
     font_set: str | None = None
+    backgrounds: str | None = None
     words: str | None = None
     vocab_size: int | None = None
     case: Literal["lower", "mixed", "upper", "as-is"] = "mixed"
@@ -71,13 +74,23 @@ def plan_for(source: SynthSource, charset: Charset) -> SynthPlan:
     if source.crops_per_epoch < 1:
         raise SemimtrError(f"{source.describe()}: crops_per_epoch must be >= 1")
     fonts = resolve_fonts(Path(source.fonts) if source.fonts else None, source.font_set, source.style)
+    backgrounds = list_backgrounds(source.backgrounds) if source.backgrounds else []
     plan, _ = plan_synth(source.seed, words=source.word_list(), fonts=fonts, style=source.style,
-                         height=source.height, case=source.case, digits_fraction=source.digits_fraction)
+                         height=source.height, case=source.case, digits_fraction=source.digits_fraction,
+                         backgrounds=backgrounds)
     fits = tuple(w for w in plan.words if charset.normalize_with_reason(w)[0] is not None)
     if not fits:
         raise SemimtrError(f"{source.describe()}: no word of the list fits charset '{charset.name}' "
                            f"(1..{charset.max_length} characters after normalisation)")
     return dataclasses.replace(plan, words=fits, stream=True)
+
+
+def source_manifest(source: SynthSource, charset: Charset) -> dict:
+    """What a streamed source draws from, for a run's metadata: its settings, the exact font
+    files (names and hashes) and the number of background photographs."""
+    plan = plan_for(source, charset)
+    return {"source": source.describe(), **dataclasses.asdict(source), "fonts_used": font_manifest(plan.fonts),
+            "background_files": len(plan.backgrounds), "words_kept": len(plan.words)}
 
 
 class SynthCropDataset(Dataset):
