@@ -41,7 +41,7 @@ from semimtr_cli.core.metrics import calibration_bins, expected_calibration_erro
 from semimtr_cli.data.benchmarks import EvalSet
 from semimtr_cli.evaluation.items import collate_eval, eval_items
 from semimtr_cli.evaluation.protocol import Protocol, check_charset_fit, normalize_prediction, resolve_heads
-from semimtr_cli.model.checkpoint import CALIBRATION_KEY, load_checkpoint, write_checkpoint
+from semimtr_cli.model.checkpoint import CALIBRATION_KEY, DEFAULT_MODEL, load_checkpoint, write_checkpoint
 from semimtr_cli.model.decoding import decode_logits
 
 COVERAGES = (50, 80, 90, 100)
@@ -267,9 +267,13 @@ def calibrate_checkpoint(checkpoint: str | Path, sets: Sequence[EvalSet], protoc
                          batch_size: int = 64, workers: int = 0, device: str = "auto", precision: str = "auto",
                          on_progress: Callable[[int], None] | None = None) -> CalibrationReport:
     """Fit a temperature per head on the labeled crops of ``sets`` and store it in the
-    checkpoint (``out``, default: ``checkpoint`` itself, replaced atomically)."""
+    checkpoint (``out``, default: ``checkpoint`` itself, replaced atomically; the shipped
+    ``default`` model is never rewritten in place, so it needs ``out``)."""
     from semimtr_cli.infer.predictor import load_predictor
 
+    if out is None and str(checkpoint) == DEFAULT_MODEL:
+        raise UsageError("the shipped default model is not rewritten inside the package: give an output checkpoint",
+                         param="out")
     if objective not in OBJECTIVES:
         raise UsageError(f"must be one of {', '.join(OBJECTIVES)}, got {objective!r}", param="objective")
     if not 0.0 <= holdout < 1.0:

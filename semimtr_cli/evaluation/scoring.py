@@ -41,6 +41,7 @@ from semimtr_cli.evaluation.results import FUSION_FLIPS, SetResult, count_fusion
 from semimtr_cli.infer.backend import FINAL_HEAD
 from semimtr_cli.infer.open import open_backend
 from semimtr_cli.model.decoding import Decoded, decode_logits
+from semimtr_cli.model.checkpoint import resolve_checkpoint
 
 
 def evaluate_set(predictor, evset: EvalSet, protocol: Protocol, heads: Sequence[str], *, batch_size: int = 64,
@@ -112,7 +113,7 @@ def evaluate_checkpoints(checkpoints: Sequence[str | Path], sets: Sequence[EvalS
         raise UsageError(f"must be one of {', '.join(HEAD_CHOICES)}, got {head!r}", param="head")
     if baseline is not None and str(baseline) not in [str(c) for c in checkpoints]:
         checkpoints = [baseline, *checkpoints]
-    missing = [str(c) for c in checkpoints if not Path(c).is_file()]
+    missing = [str(c) for c in checkpoints if not resolve_checkpoint(c).is_file()]
     if missing:
         raise UsageError(f"checkpoint not found: {', '.join(missing)}")
     results, errors, bad, seen = [], [], [], set()

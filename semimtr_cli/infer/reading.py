@@ -130,3 +130,38 @@ def read_paths(predictor: InferenceBackend, paths: Sequence[Path], *, head: str 
         stacked = {h: (np.concatenate(v) if v else np.zeros((0, predictor.config.max_slots, c), np.float32))
                    for h, v in logits.items()}
     return ReadResult(rows=rows, failed=failed, logits=stacked)
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One image's word: ``text`` and its ``confidence`` (0..1, the greedy string's probability)."""
+
+    text: str
+    confidence: float
+
+
+class Reader:
+    """A model ready to read images from Python: ``load_model("default").read(["a.png", pil_image])``.
+
+    ``checkpoint``: a ``.pt`` checkpoint, an exported ``.onnx`` graph or ``default`` (the shipped
+    model); ``head``: ``final`` (the model's answer), ``alignment``, ``language`` or ``vision``.
+    """
+
+    def __init__(self, checkpoint: str | Path = "default", *, head: str = FINAL_HEAD, device: str = "auto",
+                 precision: str = "auto", batch_size: int = 32):
+        from semimtr_cli.infer.open import open_backend
+
+        self.backend = open_backend(checkpoint, device=device, precision=precision)
+        self.head = self.backend.resolve_head(head)
+        if batch_size < 1:
+            raise UsageError(f"must be >= 1, got {batch_size}", param="batch_size")
+        self.batch_size = batch_size
+
+    def read(self, images: Sequence) -> list[Reading]:
+        """Words of ``images`` (file paths, PIL images or HxWx3 uint8 arrays), in order."""
+        loaded = [load_image(Path(x)) if isinstance(x, (str, Path)) else x for x in images]
+        out: list[Reading] = []
+        for start in range(0, len(loaded), self.batch_size):
+            decoded, _ = self.backend.predict(loaded[start:start + self.batch_size], head=self.head)
+            out.extend(Reading(d.text, float(d.confidence)) for d in decoded)
+        return out

@@ -79,6 +79,27 @@ def save_checkpoint(path: str | Path, model: nn.Module, charset: Charset, *, ste
     return write_checkpoint(path, make_checkpoint(model, charset, step=step, metrics=metrics, extra=extra))
 
 
+DEFAULT_MODEL = "default"  # accepted wherever a checkpoint path is: the model that ships in the package
+PACKAGED_MODEL = "default_model.pt"
+
+
+def packaged_model_path() -> Path:
+    """Where the shipped model lives inside the installed package (resources/default_model.pt)."""
+    from importlib import resources
+
+    return Path(str(resources.files("semimtr_cli").joinpath("resources", PACKAGED_MODEL)))
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """``default`` -> the shipped model's file; any other value -> that path (not checked here)."""
+    if str(path) != DEFAULT_MODEL:
+        return Path(path)
+    shipped = packaged_model_path()
+    if not shipped.is_file():
+        raise SemimtrError(f"this installation ships no default model ({shipped} is missing); give a checkpoint path")
+    return shipped
+
+
 def torch_load_safely(path: str | Path, *, trust_pickle: bool = False) -> Any:
     """``torch.load`` on CPU with ``weights_only=True`` unless ``trust_pickle``.
 
@@ -86,7 +107,7 @@ def torch_load_safely(path: str | Path, *, trust_pickle: bool = False) -> Any:
         SemimtrError: missing file, not a torch file, or a file that needs arbitrary unpickling
             (the message says to pass --trust-pickle if the file is trusted).
     """
-    path = Path(path)
+    path = resolve_checkpoint(path)
     if not path.is_file():
         raise SemimtrError(f"checkpoint not found: {path}")
     try:
