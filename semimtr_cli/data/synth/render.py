@@ -305,14 +305,21 @@ def _degrade(rng: np.random.Generator, spec: StyleSpec, img: Image.Image, blur: 
         img = img.filter(ImageFilter.Kernel((3, 3), kernel.ravel().tolist(), scale=3))
     elif blur == "gaussian":
         img = img.filter(ImageFilter.GaussianBlur(rng.uniform(*spec.blur_radius)))
-    sigma = rng.uniform(*spec.noise_sigma)
+    return noise_and_jpeg(rng, img, spec.noise_sigma, spec.jpeg_prob, spec.jpeg_quality)
+
+
+def noise_and_jpeg(rng: np.random.Generator, img: Image.Image, noise_sigma: tuple[float, float], jpeg_prob: float,
+                   jpeg_quality: tuple[int, int]) -> Image.Image:
+    """Grey sensor noise (sigma drawn from ``noise_sigma``, 0..255 units; skipped below 0.5), then
+    with probability ``jpeg_prob`` a JPEG round trip at a quality drawn from ``jpeg_quality``."""
+    sigma = rng.uniform(*noise_sigma)
     if sigma > 0.5:
         width, height = img.size
         arr = np.asarray(img, np.float32) + rng.normal(0, sigma, (height, width, 1)).astype(np.float32)
         img = Image.fromarray(np.clip(arr + 0.5, 0, 255).astype(np.uint8), "RGB")
-    if rng.uniform() < spec.jpeg_prob:
+    if rng.uniform() < jpeg_prob:
         buf = io.BytesIO()
-        img.save(buf, "JPEG", quality=int(rng.integers(*spec.jpeg_quality)))
+        img.save(buf, "JPEG", quality=int(rng.integers(*jpeg_quality)))
         img = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
     return img
 

@@ -19,7 +19,6 @@ Deterministic per generator; the caller seeds it per (seed, index).
 
 from __future__ import annotations
 
-import io
 import math
 from dataclasses import dataclass
 from typing import Sequence
@@ -29,7 +28,7 @@ from PIL import Image, ImageFilter
 
 from semimtr_cli.data.synth.backgrounds import image_background, procedural_background
 from semimtr_cli.data.synth.colors import sample_pair
-from semimtr_cli.data.synth.render import homography, text_masks
+from semimtr_cli.data.synth.render import homography, noise_and_jpeg, text_masks
 
 
 @dataclass(frozen=True)
@@ -203,15 +202,7 @@ def _camera(rng, spec: SceneSpec, img: Image.Image, height: int) -> Image.Image:
         for t in np.linspace(-2, 2, 9):
             k[int(round(2 + t * math.sin(angle))), int(round(2 + t * math.cos(angle)))] = 1
         img = img.filter(ImageFilter.Kernel((5, 5), k.ravel().tolist(), scale=float(k.sum())))
-    sigma = rng.uniform(*spec.noise_sigma)
-    if sigma > 0.5:
-        arr = np.asarray(img, np.float32) + rng.normal(0, sigma, (height, width, 1)).astype(np.float32)
-        img = Image.fromarray(np.clip(arr + 0.5, 0, 255).astype(np.uint8), "RGB")
-    if rng.uniform() < spec.jpeg_prob:
-        buf = io.BytesIO()
-        img.save(buf, "JPEG", quality=int(rng.integers(*spec.jpeg_quality)))
-        img = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
-    return img
+    return noise_and_jpeg(rng, img, spec.noise_sigma, spec.jpeg_prob, spec.jpeg_quality)
 
 
 def render_scene(text: str, font_path: str, rng: np.random.Generator, height: int = 32, *,
