@@ -32,6 +32,8 @@ COMMANDS = {
                                     "--out benchmarks/results/model_agreement_trained_tiny.json",
     "int8_sensitivity": "python benchmarks/int8_sensitivity.py --checkpoint CKPT [CKPT ...] --lmdb LMDB [LMDB ...]",
     "gpu_check": "python benchmarks/gpu_check.py  (on a GPU machine; --dry-run on a CPU checks the plumbing)",
+    "synth_speed": "python benchmarks/synth_speed.py --crops 300 --rounds 3",
+    "compare_ocr": "python benchmarks/compare_ocr.py --data data/benchmarks --threads 2",
 }
 
 
@@ -395,6 +397,34 @@ def gpu_section(d: dict | None) -> list[str]:
     return L
 
 
+def synth_section(d: dict | None) -> list[str]:
+    L = ["## Streaming synthetic crops", ""]
+    if not d:
+        return L + missing("synth_speed")
+    L += ["What one loader worker renders per second for a streamed source (render + model input), one",
+          "process, one thread (median of the rounds); docs/synth.md describes the styles.", "",
+          "| setting | crops/s | fonts |", "|---|---|---|"]
+    for name, r in d["results"].items():
+        L.append(f"| {name} | {fmt(r.get('crops_per_s'), 0) if 'crops_per_s' in r else r.get('skipped')} | {r.get('fonts', '')} |")
+    return L + ["", machine_line(d), ""]
+
+
+def compare_section(d: dict | None) -> list[str]:
+    L = ["## The shipped model beside RapidOCR", ""]
+    if not d:
+        return L + missing("compare_ocr")
+    names = [k for k, v in d["semimtr"].items() if isinstance(v, dict) and "accuracy" in v and k != "weighted"]
+    L += ["Word accuracy (%) on the six benchmark test sets under the paper protocol and crops/s on the same",
+          "crops and cores, in one run (docs/model-card.md).", "",
+          "| system | " + " | ".join(names) + " | weighted | crops/s |", "|" + "---|" * (len(names) + 3)]
+    for system in ("semimtr", "rapidocr"):
+        if system in d:
+            r = d[system]
+            L.append(f"| {system} | " + " | ".join(fmt(r[n]["accuracy"]) for n in names)
+                     + f" | {fmt(r['weighted']['accuracy'])} | {fmt(r['weighted']['crops_per_s'], 0)} |")
+    return L + ["", machine_line(d), ""]
+
+
 def build_page(results: Path, page: Path) -> str:
     docs = {name: load(results, name) for name in COMMANDS}
     img = page.parent / "performance" / "scaling.png"
@@ -421,6 +451,8 @@ def build_page(results: Path, page: Path) -> str:
     L += memory_section(docs)
     L += convergence_section(docs["convergence"], page)
     L += gpu_section(docs["gpu_check"])
+    L += synth_section(docs["synth_speed"])
+    L += compare_section(docs["compare_ocr"])
     L += ["## How cost grows", ""]
     if have_plot:
         L += [f"![cost vs batch size and throughput]({os.path.relpath(img, page.parent)})", "",
