@@ -18,6 +18,7 @@ from semimtr_cli.data.files import list_images
 from semimtr_cli.data.image import decode_image
 from semimtr_cli.data.image import rotate_tall as _rotate_tall
 from semimtr_cli.infer.backend import FINAL_HEAD, InferenceBackend
+from semimtr_cli.infer.open import open_backend
 from semimtr_cli.model.decoding import CONFIDENCE_MODES
 
 
@@ -149,8 +150,6 @@ class Reader:
 
     def __init__(self, checkpoint: str | Path = "default", *, head: str = FINAL_HEAD, device: str = "auto",
                  precision: str = "auto", batch_size: int = 32):
-        from semimtr_cli.infer.open import open_backend
-
         self.backend = open_backend(checkpoint, device=device, precision=precision)
         self.head = self.backend.resolve_head(head)
         if batch_size < 1:
