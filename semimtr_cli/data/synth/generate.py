@@ -40,7 +40,7 @@ from semimtr_cli.data.lmdb.io import LmdbWriter, is_lmdb_dir
 from semimtr_cli.data.synth.fonts import PROBE, font_covers, font_manifest, resolve_fonts, screen_fonts
 from semimtr_cli.data.synth.render import check_style, encode_image, render_word
 from semimtr_cli.data.synth.scene import render_scene
-from semimtr_cli.data.synth.texts import SCENE_SYMBOLS, draw_text, rank_cdf
+from semimtr_cli.data.synth.texts import SCENE_SYMBOLS, draw_text, random_case, rank_cdf
 from semimtr_cli.data.text.words import WordList, packaged_words
 
 # ---------------------------------------------------------------------------------------------
@@ -80,12 +80,7 @@ def _apply_case(word: str, case: str, rng: np.random.Generator) -> str:
         return word.lower()
     if case == "upper":
         return word.upper()
-    r = rng.uniform()
-    if r < 0.5:
-        return word.lower()
-    if r < 0.8:
-        return word[:1].upper() + word[1:].lower()
-    return word.upper()
+    return random_case(rng, word, lower=0.5, title=0.3)
 
 
 def _random_number(rng: np.random.Generator) -> str:

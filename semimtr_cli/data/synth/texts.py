@@ -34,14 +34,19 @@ def draw_word(rng: np.random.Generator, words: tuple[str, ...], cdf: np.ndarray)
     return words[min(int(np.searchsorted(cdf, rng.uniform())), len(words) - 1)]
 
 
-def sign_case(rng: np.random.Generator, word: str) -> str:
-    """lower 40 %, Title 35 %, UPPER 25 %: how shop fronts, street signs and packaging case words."""
+def random_case(rng: np.random.Generator, word: str, *, lower: float, title: float) -> str:
+    """``word`` lower-cased with probability ``lower``, Title-cased with ``title``, else UPPER (one draw)."""
     r = rng.uniform()
-    if r < 0.4:
+    if r < lower:
         return word.lower()
-    if r < 0.75:
+    if r < lower + title:
         return word[:1].upper() + word[1:].lower()
     return word.upper()
+
+
+def sign_case(rng: np.random.Generator, word: str) -> str:
+    """lower 40 %, Title 35 %, UPPER 25 %: how shop fronts, street signs and packaging case words."""
+    return random_case(rng, word, lower=0.4, title=0.35)
 
 
 def _digits(rng: np.random.Generator, lo: int, hi: int) -> str:
