@@ -19,6 +19,7 @@ from semimtr_cli.data.image import decode_image
 from semimtr_cli.data.image import rotate_tall as _rotate_tall
 from semimtr_cli.infer.backend import FINAL_HEAD, InferenceBackend
 from semimtr_cli.infer.open import open_backend
+from semimtr_cli.model.checkpoint import DEFAULT_MODEL
 from semimtr_cli.model.decoding import CONFIDENCE_MODES
 
 
@@ -148,7 +149,7 @@ class Reader:
     model); ``head``: ``final`` (the model's answer), ``alignment``, ``language`` or ``vision``.
     """
 
-    def __init__(self, checkpoint: str | Path = "default", *, head: str = FINAL_HEAD, device: str = "auto",
+    def __init__(self, checkpoint: str | Path = DEFAULT_MODEL, *, head: str = FINAL_HEAD, device: str = "auto",
                  precision: str = "auto", batch_size: int = 32):
         self.backend = open_backend(checkpoint, device=device, precision=precision)
         self.head = self.backend.resolve_head(head)

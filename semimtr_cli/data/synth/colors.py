@@ -17,6 +17,7 @@ from importlib import resources
 import numpy as np
 
 COLOR_TABLE = "text_colors.npy"
+LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601 luminance weights (float64)
 
 
 def otsu_threshold(grey: np.ndarray) -> float:
@@ -41,7 +42,7 @@ def estimate_pair(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """
     if rgb.shape[0] < 4 or rgb.shape[1] < 4:
         return None
-    grey = (rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114).astype(np.uint8)
+    grey = (rgb @ LUMA).astype(np.uint8)
     if int(grey.max()) - int(grey.min()) < 8:
         return None
     dark = grey <= otsu_threshold(grey)
@@ -60,9 +61,6 @@ def packaged_pairs() -> np.ndarray:
     """(N, 6) uint8: background RGB, text RGB of real training-split crops (see module docstring)."""
     with resources.files("semimtr_cli").joinpath("resources", COLOR_TABLE).open("rb") as f:
         return np.load(f)
-
-
-LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
 def sample_pair(rng: np.random.Generator, jitter: float = 0.06, min_contrast: float = 0.25) -> tuple[np.ndarray, np.ndarray]:

@@ -155,27 +155,17 @@ def resolve_fonts(fonts_dir: str | Path | None = None, font_set: str | None = No
     Without ``fonts_dir``: matplotlib's bundled fonts, filtered by ``font_set`` - a preset
     (``sans``, ``serif``, ``mono``, ``all``), a font file name/stem, or a comma list of these
     (e.g. ``serif,DejaVuSansMono``). Default: ``sans`` for ``clean``, ``serif,mono`` for ``wild``.
-    With ``fonts_dir``: every font file under it (``font_set`` may name some of them).
+    With ``fonts_dir``: every font file under it, or under the system font folders for ``system``
+    (``font_set`` may name some of them).
     """
-    if fonts_dir is not None and str(fonts_dir) == SYSTEM:
-        dirs = system_font_dirs()
-        if not dirs:
-            raise SemimtrError(f"no system font folder exists (looked in {', '.join(SYSTEM_FONT_DIRS)}); "
-                               "pass a folder of .ttf/.otf files")
-        files = sorted({p for d in dirs for p in _font_files_or_none(d)})
-        if not files:
-            raise SemimtrError(f"the system font folders ({', '.join(map(str, dirs))}) hold no .ttf/.otf/.ttc file; "
-                               "scripts/install_training_fonts.sh installs a training set on Debian/Ubuntu")
-        if font_set and font_set != "all":
-            return sorted(set(_select({p.name: p for p in files}, font_set, allow_presets=False)))
-        return files
     if fonts_dir is not None:
-        files = list_font_files(fonts_dir)
-        root = Path(fonts_dir)
-        pool = {str(p.relative_to(root)) if root.is_dir() else p.name: p for p in files}
-        pool.update({p.name: p for p in files if p.name not in pool})
+        system = str(fonts_dir) == SYSTEM
+        files = system_font_files() if system else list_font_files(fonts_dir)
         if not font_set or font_set == "all":
             return files
+        pool = {p.name: p for p in files}
+        if not system and Path(fonts_dir).is_dir():
+            pool.update({str(p.relative_to(fonts_dir)): p for p in files})
         return sorted(set(_select(pool, font_set, allow_presets=False)))
     folder = bundled_font_dir()
     names = sorted({n for names in BUNDLED_FONT_SETS.values() for n in names})
@@ -185,11 +175,17 @@ def resolve_fonts(fonts_dir: str | Path | None = None, font_set: str | None = No
     return _select(pool, font_set or DEFAULT_FONT_SET.get(style, "sans"), allow_presets=True)
 
 
-def _font_files_or_none(root: Path) -> list[Path]:
-    try:
-        return list_font_files(root)
-    except SemimtrError:
-        return []
+def system_font_files() -> list[Path]:
+    """Every font file in the system font folders; SemimtrError when there is none."""
+    dirs = system_font_dirs()
+    if not dirs:
+        raise SemimtrError(f"no system font folder exists (looked in {', '.join(SYSTEM_FONT_DIRS)}); "
+                           "pass a folder of .ttf/.otf files")
+    files = sorted({p for d in dirs for p in d.rglob("*") if p.is_file() and p.suffix.lower() in FONT_EXTENSIONS})
+    if not files:
+        raise SemimtrError(f"the system font folders ({', '.join(map(str, dirs))}) hold no .ttf/.otf/.ttc file; "
+                           "scripts/install_training_fonts.sh installs a training set on Debian/Ubuntu")
+    return files
 
 
 def screen_fonts(paths, letters: str = "abcdefghijklmnopqrstuvwxyz") -> tuple[list[str], dict[str, str]]:

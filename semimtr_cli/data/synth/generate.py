@@ -27,7 +27,6 @@ import json
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -119,16 +118,11 @@ def draw_sample(plan: SynthPlan, index: int) -> tuple[Image.Image, str, int]:
 
 def _draw_text(plan: SynthPlan, rng: np.random.Generator) -> str:
     if plan.style == "scene":  # words by frequency, sign casing, numbers/prices/codes (texts.py)
-        text = draw_text(rng, plan.words, _rank_cdf(len(plan.words)), plan.digits_fraction)
+        text = draw_text(rng, plan.words, rank_cdf(len(plan.words)), plan.digits_fraction)
         return text if plan.case == "mixed" else _apply_case(text, plan.case, rng)
     if rng.uniform() < plan.digits_fraction:
         return _random_number(rng)
     return _apply_case(plan.words[int(rng.integers(len(plan.words)))], plan.case, rng)
-
-
-@lru_cache(maxsize=8)
-def _rank_cdf(n: int) -> np.ndarray:
-    return rank_cdf(n)
 
 
 def _font_for(plan: SynthPlan, chars: set[str], rng: np.random.Generator) -> int | None:
@@ -210,8 +204,8 @@ def plan_synth(
 ) -> tuple[SynthPlan, dict]:
     """Validate options, check glyph coverage, and return (plan, facts for the summary).
 
-    Words that no chosen font can draw are dropped and counted; fonts that cannot draw any of
-    a-z/0-9 are dropped and counted.
+    Words that no chosen font can draw are dropped and counted; fonts that cannot write words
+    (:func:`~semimtr_cli.data.synth.fonts.screen_fonts`) are dropped with the reason.
     """
     check_style(style)
     check_options(height, case, digits_fraction, image_format)

@@ -22,19 +22,22 @@ from semimtr_cli.data.synth.generate import draw_sample, plan_synth
 ROW_H, PANEL_W, GAP, TITLE_H = 32, 640, 4, 22
 
 
+def _evenly(n: int, count: int) -> list[int]:
+    """``min(n, count)`` indices spread evenly over 0..n-1."""
+    k = min(n, count)
+    return [i * n // k for i in range(k)]
+
+
 def real_crops(source: str | Path, count: int) -> list[Image.Image]:
     """Up to ``count`` crops, evenly spaced, from a folder of images, a labels file's folder or an LMDB."""
     source = Path(source)
     if is_lmdb_dir(source):
         reader = LmdbReader(source)
-        n = len(reader)
-        picks = [i * n // min(n, count) for i in range(min(n, count))] if n else []
-        return [decode_image(reader.image_bytes(i), name=f"{source}:{i}") for i in picks]
+        return [decode_image(reader.image_bytes(i), name=f"{source}:{i}") for i in _evenly(len(reader), count)]
     files = list_images(source.parent if source.is_file() else source)
     if not files:
         raise SemimtrError(f"{source}: no image files to compare with")
-    picks = [files[i * len(files) // min(len(files), count)] for i in range(min(len(files), count))]
-    return [decode_image(p.read_bytes(), name=str(p)) for p in picks]
+    return [decode_image(files[i].read_bytes(), name=str(files[i])) for i in _evenly(len(files), count)]
 
 
 def _panel(crops: Sequence[Image.Image], title: str) -> Image.Image:

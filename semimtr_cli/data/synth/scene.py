@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from semimtr_cli.data.synth.backgrounds import image_background, procedural_background
-from semimtr_cli.data.synth.colors import sample_pair
+from semimtr_cli.data.synth.colors import LUMA, sample_pair
 from semimtr_cli.data.synth.render import homography, noise_and_jpeg, text_masks
 
 
@@ -144,7 +144,7 @@ def _geometry(rng, spec: SceneSpec, corners: np.ndarray) -> tuple[int, int, tupl
 
 def _contrast_colour(rng, bg: np.ndarray, fg: np.ndarray) -> np.ndarray:
     """A border/extrusion colour that separates text from background: dark on light text, else light."""
-    lum = float(fg @ np.array([0.299, 0.587, 0.114], np.float32))
+    lum = float(fg @ LUMA)
     base = 0.08 if lum > 0.5 else 0.92
     return np.clip(base + rng.uniform(-0.08, 0.08, 3), 0, 1).astype(np.float32)
 

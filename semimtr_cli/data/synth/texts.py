@@ -12,6 +12,8 @@ later, at training time, as it does to real labels.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 RANK_OFFSET = 10.0
@@ -22,8 +24,9 @@ CURRENCY = ("$", "€", "£", "")
 SCENE_SYMBOLS = "$€£.,!?()'#&:/-"  # every symbol other_text may write
 
 
+@lru_cache(maxsize=8)
 def rank_cdf(n: int) -> np.ndarray:
-    """(n,) float64 cumulative draw probabilities of ranks 0..n-1 (see module docstring)."""
+    """(n,) float64 (cached per list length: every crop of a plan asks) cumulative draw probabilities of ranks 0..n-1 (see module docstring)."""
     weights = (np.arange(n, dtype=np.float64) + RANK_OFFSET) ** -RANK_EXPONENT
     cdf = np.cumsum(weights)
     return cdf / cdf[-1]
