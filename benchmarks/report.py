@@ -34,6 +34,8 @@ COMMANDS = {
     "gpu_check": "python benchmarks/gpu_check.py  (on a GPU machine; --dry-run on a CPU checks the plumbing)",
     "synth_speed": "python benchmarks/synth_speed.py --crops 300 --rounds 3",
     "compare_ocr": "python benchmarks/compare_ocr.py --data data/benchmarks --threads 2",
+    "adapt_gain": "python benchmarks/adapt_gain.py --seeds 0 1 2 --page docs/results.md",
+    "quickstart_runs": "(kept by hand: each README quickstart run in a fresh clone, with its wall time)",
 }
 
 
@@ -425,6 +427,40 @@ def compare_section(d: dict | None) -> list[str]:
     return L + ["", machine_line(d), ""]
 
 
+def adapt_section(d: dict | None) -> list[str]:
+    L = ["## The quickstart's adaptation over seeds", ""]
+    if not d:
+        return L + missing("adapt_gain")
+    s = d["summary"]
+    L += [f"`{d['command']}`: the README quickstart's steps 2-4 per seed ({d['minutes_per_seed']:.1f} min per seed, "
+          f"{d['threads']} threads); alignment-head word accuracy (%) on the held-out dot-matrix crops, mean ± 95 % "
+          "interval over seeds (docs/results.md has every head).", "",
+          "| default | supervised | SemiMTR | SemiMTR - supervised |", "|---|---|---|---|",
+          "| " + " | ".join(f"{x['mean']:.1f} ± {x['ci95'] or 0:.1f}" for x in (
+              s["accuracy"]["default"]["alignment"], s["accuracy"]["supervised"]["alignment"],
+              s["accuracy"]["semimtr"]["alignment"], s["unlabeled_gain"]["alignment"])) + " |"]
+    seconds: dict[str, list[float]] = {}
+    for r in d["per_seed"]:
+        for name, v in r["seconds"].items():
+            seconds.setdefault(name, []).append(v)
+    L += ["", "Seconds per command (mean over seeds): " + ", ".join(f"{k} {sum(v) / len(v):.0f}" for k, v in seconds.items()) + "."]
+    return L + ["", machine_line(d), ""]
+
+
+def quickstart_runs_section(d: dict | None) -> list[str]:
+    L = ["## README quickstart runs", ""]
+    if not d:
+        return L + missing("quickstart_runs")
+    L += [d["note"], "", "| quickstart | date | commit | machine | precision | wall | seconds per stage | table |",
+          "|---|---|---|---|---|---|---|---|"]
+    for r in d["runs"]:
+        wall = " and ".join(f"{w // 60:.0f} min {w % 60:.0f} s" for w in r["wall_s"])
+        stages = ", ".join(f"{k} {v}" for k, v in r["stages_s"].items())
+        L.append(f"| {r['quickstart']} | {r['date']} | {r['commit'] or '-'} | {r['machine']} | {r['precision']} | {wall} | "
+                 f"{stages} | {r['table']} |")
+    return L + [""]
+
+
 def build_page(results: Path, page: Path) -> str:
     docs = {name: load(results, name) for name in COMMANDS}
     img = page.parent / "performance" / "scaling.png"
@@ -453,6 +489,8 @@ def build_page(results: Path, page: Path) -> str:
     L += gpu_section(docs["gpu_check"])
     L += synth_section(docs["synth_speed"])
     L += compare_section(docs["compare_ocr"])
+    L += adapt_section(docs["adapt_gain"])
+    L += quickstart_runs_section(docs["quickstart_runs"])
     L += ["## How cost grows", ""]
     if have_plot:
         L += [f"![cost vs batch size and throughput]({os.path.relpath(img, page.parent)})", "",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import statistics
 import sys
 from pathlib import Path
@@ -373,6 +374,17 @@ def vision_page(w, study: dict, out: Path, figs: Path) -> None:
     runs_section(w, study, 3)
 
 
+def with_kept_sections(old: str, new: str) -> str:
+    """``new`` with the sections other scripts keep on the page (``<!-- BEGIN name ... -->`` up to
+    ``<!-- END name -->`` in ``old``, e.g. benchmarks/adapt_gain.py's) put back before its first ``## ``."""
+    kept = re.findall(r"<!-- BEGIN .*?<!-- END [^>]*-->", old, flags=re.S)
+    if not kept:
+        return new
+    i = new.find("\n## ")
+    i = len(new) if i < 0 else i + 1
+    return new[:i] + "\n\n".join(kept) + "\n\n" + new[i:]
+
+
 def write_report(study: dict, out: Path, page: Path) -> None:
     """Write ``page`` and its plots (``<page dir>/results/*.png``) from ``study`` (one plan's results)."""
     out, page = Path(out), Path(page)
@@ -381,8 +393,11 @@ def write_report(study: dict, out: Path, page: Path) -> None:
     lines: list[str] = []
     (vision_page if study.get("plan") == "vision" else finetune_page)(lines.append, study, out, figs)
     page.parent.mkdir(parents=True, exist_ok=True)
+    text = "\n".join(lines) + "\n"
+    if page.is_file():
+        text = with_kept_sections(page.read_text(encoding="utf-8"), text)
     tmp = page.with_suffix(".tmp")
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    tmp.write_text(text, encoding="utf-8")
     tmp.replace(page)
 
 

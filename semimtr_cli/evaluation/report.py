@@ -16,6 +16,21 @@ from semimtr_cli.evaluation.protocol import Protocol
 from semimtr_cli.evaluation.results import SetResult, averages
 
 
+def short_names(checkpoints) -> dict[str, str]:
+    """{checkpoint as given: the shortest trailing part of its path that no other one shares}
+    (``best.pt`` alone, ``adapt-semimtr/best.pt`` beside ``adapt-supervised/best.pt``)."""
+    paths = list(dict.fromkeys(str(c) for c in checkpoints))
+    parts = {p: Path(p).parts or (p,) for p in paths}
+    out = {}
+    for p in paths:
+        for k in range(1, len(parts[p]) + 1):
+            tail = parts[p][-k:]
+            if k == len(parts[p]) or all(parts[q][-k:] != tail for q in paths if q != p):
+                out[p] = str(Path(*tail))
+                break
+    return out
+
+
 def result_objects(checkpoint: str, predictor, protocol: Protocol, results: Sequence[SetResult], heads: Sequence[str],
                    *, precision: str = "fp32", seconds: float | None = None) -> list[dict]:
     """One JSON object per head (the ``--json`` layout)."""
@@ -143,6 +158,7 @@ def plot_results(objs: Sequence[dict], path: str | Path, metric: str = "accuracy
     import matplotlib.pyplot as plt
 
     names = [s["name"] for s in objs[0]["sets"]] + ["weighted avg", "mean"]
+    names_of = short_names(o["checkpoint"] for o in objs)
     deltas = "baseline" in objs[0]
     width = 0.8 / max(len(objs), 1)
     fig, axes = plt.subplots(2 if deltas else 1, 1, figsize=(max(6, 1.1 * len(names) + 2) + 2.5, 7.6 if deltas else 4.2),
@@ -151,7 +167,7 @@ def plot_results(objs: Sequence[dict], path: str | Path, metric: str = "accuracy
     for i, o in enumerate(objs):
         by_name = {s["name"]: s[metric] for s in o["sets"]}
         vals = [by_name.get(n, 0.0) for n in names[:-2]] + [o["weighted_average"][metric], o["mean"][metric]]
-        label = f"{Path(o['checkpoint']).name} [{o['head']}]"
+        label = f"{names_of[o['checkpoint']]} [{o['head']}]"
         offset = (i - (len(objs) - 1) / 2) * width
         bars = ax.bar(x + offset, vals, width, label=label)
         if len(objs) <= 3:  # value labels stay readable only for a few bars per group
@@ -171,7 +187,7 @@ def plot_results(objs: Sequence[dict], path: str | Path, metric: str = "accuracy
         d.axhline(0, color="k", lw=0.8)
         d.set_xticks(x, names, rotation=20)
         d.set_ylabel("points")
-        d.set_title(f"word accuracy change against the baseline {Path(objs[0]['baseline']['checkpoint']).name}")
+        d.set_title(f"word accuracy change against the baseline {short_names([objs[0]['baseline']['checkpoint']]).popitem()[1]}")
     fig.tight_layout()
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=110)

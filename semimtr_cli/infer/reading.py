@@ -64,15 +64,43 @@ class ReadResult:
     failed: list[tuple[str, str]] = field(default_factory=list)
     logits: dict[str, np.ndarray] | None = None
 
+    def check_against(self, labels_file: str | Path, charset) -> tuple[int, int]:
+        """Give every row whose image ``labels_file`` labels its ``truth`` and whether the reading is
+        ``correct`` (both in ``charset``: the model's normalisation, e.g. lower-case a-z0-9).
+
+        Returns (right, labeled rows). Raises SemimtrError when the file labels none of the images.
+        """
+        import os
+
+        from semimtr_cli.data.lmdb.sources import SourceOptions, records_from_label_file
+
+        path = Path(labels_file)
+        if not path.is_file():
+            raise SemimtrError(f"labels file not found: {path}")
+        truth = {r.file: r.label for r in records_from_label_file(path, SourceOptions()) if r.file and r.label is not None}
+        right = labeled = 0
+        for row in self.rows:
+            label = truth.get(os.path.normpath(os.path.abspath(row["path"])))
+            if label is None:
+                continue
+            row["truth"] = charset.normalize(label) or label  # a label the charset cannot hold stays as written
+            row["correct"] = row["text"] == row["truth"]
+            labeled += 1
+            right += row["correct"]
+        if not labeled:
+            raise SemimtrError(f"{path}: labels none of the {len(self.rows)} image(s) read (paths are relative to its folder)")
+        return right, labeled
+
     def to_json(self, **header) -> dict:
         """``header`` (checkpoint, head, precision, ...) + ``predictions`` + ``failed``."""
         return {**header, "predictions": self.rows, "failed": [{"path": p, "error": m} for p, m in self.failed]}
 
     def write_csv(self, path: str | Path) -> None:
-        """path,text,confidence,length[,rejected] per prediction, atomically."""
+        """path,text,confidence,length[,truth,correct][,rejected] per prediction, atomically."""
         import pandas as pd
 
-        cols = ["path", "text", "confidence", "length"] + (["rejected"] if self.rows and "rejected" in self.rows[0] else [])
+        cols = ["path", "text", "confidence", "length"] + (["truth", "correct"] if any("truth" in r for r in self.rows) else [])
+        cols += ["rejected"] if self.rows and "rejected" in self.rows[0] else []
         with atomic_path(path, suffix=".csv") as tmp:
             pd.DataFrame(self.rows, columns=cols).to_csv(tmp, index=False)
 

@@ -278,3 +278,12 @@ def test_cli_eval_scores_a_vision_checkpoint_without_head(micro_ckpts, parseq_ro
                                    "--data", str(parseq_root), "--json", str(out), "--device", "cpu"])
     assert res.exit_code == 0, res.output
     assert [d["head"] for d in json.loads(out.read_text())] == ["vision", "alignment"]
+
+
+def test_short_names_tell_same_named_checkpoints_apart():
+    from semimtr_cli.evaluation.report import short_names
+
+    got = short_names(["runs/adapt-supervised/best.pt", "runs/adapt-semimtr/best.pt", "default", "runs/x/last.pt"])
+    assert got == {"runs/adapt-supervised/best.pt": "adapt-supervised/best.pt", "runs/adapt-semimtr/best.pt": "adapt-semimtr/best.pt",
+                   "default": "default", "runs/x/last.pt": "last.pt"}
+    assert short_names(["a/r/best.pt", "b/r/best.pt"]) == {"a/r/best.pt": "a/r/best.pt", "b/r/best.pt": "b/r/best.pt"}

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from semimtr_cli.cli.app import app
 from semimtr_cli.core.charset import Charset
 from semimtr_cli.infer.predictor import Predictor
-from semimtr_cli.infer.reading import load_image
+from semimtr_cli.infer.reading import ReadResult, load_image
 from semimtr_cli.model.checkpoint import save_checkpoint
 from semimtr_cli.model.config import ModelConfig
 from semimtr_cli.model.decoding import decode_logits
@@ -167,3 +167,23 @@ def test_decode_logits_text_and_confidence():
     assert mean[0].confidence == pytest.approx((1 + 0.6 + 1) / 3, abs=1e-4)
     assert prod[1].text == "zzzz" and prod[1].stop_prob is None and prod[1].length == 4
     assert len(prod[0].char_probs) == 2
+
+
+def test_read_checks_against_a_labels_file(ckpts, images, tmp_path):
+    folder, _ = images
+    (folder / "labels.tsv").write_text("w0.png\tHello\nsub/w1.png\tworld\n")
+    rows = [{"path": str(folder / "w0.png"), "text": "hello"}, {"path": str(folder / "sub" / "w1.png"), "text": "word"},
+            {"path": str(folder / "w2.png"), "text": "semi"}]
+    result = ReadResult(rows=rows)
+    assert result.check_against(folder / "labels.tsv", CS) == (1, 2)  # compared in the charset: Hello == hello
+    assert [r.get("correct") for r in rows] == [True, False, None] and rows[1]["truth"] == "world"
+    out_json, out_csv = tmp_path / "r.json", tmp_path / "r.csv"
+    res = CliRunner().invoke(app, ["read", str(ckpts["full"]), str(folder), "--labels", str(folder / "labels.tsv"),
+                                   "--json", str(out_json), "--csv", str(out_csv), "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    assert "0 of 2 labeled read right (0.0 %)" in " ".join(res.output.split())  # an untrained model
+    assert sum("truth" in r for r in json.loads(out_json.read_text())["predictions"]) == 2
+    assert list(pd.read_csv(out_csv).columns[-2:]) == ["truth", "correct"]
+    (tmp_path / "other.tsv").write_text("elsewhere.png\tword\n")
+    res = CliRunner().invoke(app, ["read", str(ckpts["full"]), str(folder), "--labels", str(tmp_path / "other.tsv")])
+    assert res.exit_code != 0 and "labels none of the 5 image(s)" in " ".join(res.output.split())

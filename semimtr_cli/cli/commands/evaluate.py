@@ -105,7 +105,10 @@ def command(
 def _print_table(objs: list[dict], console) -> None:
     from rich.table import Table
 
+    from semimtr_cli.evaluation.report import short_names
+
     names = [s["name"] for s in objs[0]["sets"]]
+    shown = short_names([o["checkpoint"] for o in objs] + [o["baseline"]["checkpoint"] for o in objs if "baseline" in o])
     table = Table(show_header=True, header_style="bold", title="word accuracy (%)")
     table.add_column("checkpoint", overflow="fold")
     table.add_column("head")
@@ -119,15 +122,15 @@ def _print_table(objs: list[dict], console) -> None:
     for o in objs:
         by = {s["name"]: s for s in o["sets"]}
         base = o.get("baseline") or {}
-        table.add_row(Path(o["checkpoint"]).name, o["head"],
+        table.add_row(shown[o["checkpoint"]], o["head"],
                       *[cell(by[n]["accuracy"], by[n].get("accuracy_delta")) if n in by else "-" for n in names],
                       cell(o["weighted_average"]["accuracy"], base.get("weighted_average")),
                       cell(o["mean"]["accuracy"], base.get("mean")))
     if "baseline" in objs[0]:
-        table.caption = f"(change in points against the baseline {Path(objs[0]['baseline']['checkpoint']).name})"
+        table.caption = f"(change in points against the baseline {shown[objs[0]['baseline']['checkpoint']]})"
     console.print(table)
-    _print_fusion(objs, console)
-    detail = Table(show_header=True, header_style="bold", title=f"per set ({Path(objs[0]['checkpoint']).name}, {objs[0]['head']})")
+    _print_fusion(objs, console, shown)
+    detail = Table(show_header=True, header_style="bold", title=f"per set ({shown[objs[0]['checkpoint']]}, {objs[0]['head']})")
     for col in ("set", "samples", "evaluated", "skipped", "unreadable", "accuracy", "1-NED", "char acc", "mean conf",
                 "ECE"):
         detail.add_column(col, justify="left" if col == "set" else "right")
@@ -138,7 +141,7 @@ def _print_table(objs: list[dict], console) -> None:
     console.print(detail)
 
 
-def _print_fusion(objs: list[dict], console) -> None:
+def _print_fusion(objs: list[dict], console, shown: dict[str, str]) -> None:
     """Per full-model checkpoint and set: crops the alignment head fixed / broke against vision."""
     from rich.table import Table
 
@@ -147,7 +150,7 @@ def _print_fusion(objs: list[dict], console) -> None:
         if o["checkpoint"] in seen or not any("fusion" in s for s in o["sets"]):
             continue
         seen.add(o["checkpoint"])
-        rows.extend((Path(o["checkpoint"]).name, s) for s in o["sets"] if "fusion" in s)
+        rows.extend((shown[o["checkpoint"]], s) for s in o["sets"] if "fusion" in s)
     if not rows:
         return
     table = Table(show_header=True, header_style="bold",

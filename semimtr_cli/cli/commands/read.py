@@ -40,6 +40,10 @@ def command(
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable images (listed in the summary) instead of stopping."),
     json_out: JsonOpt = None,
     csv_out: Optional[Path] = typer.Option(None, "--csv", help="Write path,text,confidence,length as CSV."),
+    labels: Optional[Path] = typer.Option(
+        None, "--labels",
+        help="A label file (any format build-lmdb reads, e.g. a synth folder's labels.tsv): adds each image's "
+             "truth, whether it was read right (in the model's charset), and the count right."),
     save_logits: Optional[Path] = typer.Option(
         None, "--save-logits",
         help="Write an .npz with arrays vision, language, alignment (N x slots x classes, eval mode, last iteration) and paths.",
@@ -72,6 +76,7 @@ def command(
                             rotate_tall=rotate_tall, keep_logits=save_logits is not None, skip_bad=skip_bad,
                             min_confidence=threshold, on_progress=advance)
     elapsed = time.perf_counter() - start
+    scored = result.check_against(labels, predictor.charset) if labels is not None else None
     _print_rows(result.rows, confidence, console, threshold is not None)
     for path, msg in result.failed:
         ui.err_console.print(f"[yellow]skipped[/] {msg}", highlight=False)
@@ -91,6 +96,7 @@ def command(
     ui.err_console.print(
         f"read {n} image(s) in {elapsed:.1f} s ({rate:.1f} images/s)"
         + (f", skipped {len(result.failed)}" if result.failed else "")
+        + (f"; {scored[0]} of {scored[1]} labeled read right ({100 * scored[0] / scored[1]:.1f} %)" if scored else "")
         + (f", rejected {sum(r['rejected'] for r in result.rows)} below {threshold:g}" if threshold is not None else "")
         + (f"; wrote {', '.join(written)}" if written else ""),
         highlight=False,
@@ -112,7 +118,9 @@ def _print_rows(rows: list[dict], confidence: str, console, marks: bool = False)
     """A table for up to TABLE_LIMIT rows, else tab-separated lines (path, text, confidence[, rejected])."""
     if len(rows) > TABLE_LIMIT:
         for r in rows:
-            console.print(f"{r['path']}\t{r['text']}\t{r['confidence']:.4f}" + ("\trejected" if r.get("rejected") else ""),
+            console.print(f"{r['path']}\t{r['text']}\t{r['confidence']:.4f}"
+                          + (f"\t{r['truth']}\t{'right' if r['correct'] else 'wrong'}" if "truth" in r else "")
+                          + ("\trejected" if r.get("rejected") else ""),
                           highlight=False, markup=False, soft_wrap=True)
         return
     from rich.table import Table
@@ -121,8 +129,13 @@ def _print_rows(rows: list[dict], confidence: str, console, marks: bool = False)
     table.add_column("path", overflow="fold")
     table.add_column("text")
     table.add_column(f"confidence ({confidence})", justify="right")
+    truth = any("truth" in r for r in rows)
+    if truth:
+        table.add_column("truth")
+        table.add_column("right")
     if marks:
         table.add_column("rejected")
     for r in rows:
-        table.add_row(r["path"], r["text"], f"{r['confidence']:.4f}", *(["yes" if r["rejected"] else ""] if marks else []))
+        extra = [r.get("truth", ""), {True: "yes", False: "no"}.get(r.get("correct"), "")] if truth else []
+        table.add_row(r["path"], r["text"], f"{r['confidence']:.4f}", *extra, *(["yes" if r["rejected"] else ""] if marks else []))
     console.print(table)

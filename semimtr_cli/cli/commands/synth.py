@@ -29,9 +29,9 @@ def command(
     backgrounds: Optional[Path] = typer.Option(None, "--backgrounds", help="Folder of photographs to cut background windows from (scene style; never benchmark test images). Default: procedural textures."),
     font_set: Optional[str] = typer.Option(
         None, "--font-set",
-        help="sans|serif|mono|all, font file names, or a comma list (e.g. 'serif,DejaVuSansMono'). Default: sans (clean), serif,mono (wild).",
+        help="sans|serif|mono|all, font file names, or a comma list (e.g. 'serif,DejaVuSansMono'). Default: sans (clean, scene), serif,mono (wild), sans,mono (dotmatrix).",
     ),
-    style: str = typer.Option("clean", "--style", help="clean (plain, mild), wild (textures, blur, low contrast, perspective) or scene (real-crop colours, photo/texture backgrounds, curves, neighbouring words, borders, shadows, camera degradations; words by frequency, numbers, prices, codes)."),
+    style: str = typer.Option("clean", "--style", help="clean (plain, mild), wild (textures, blur, low contrast, perspective), scene (real-crop colours, photo/texture backgrounds, curves, neighbouring words, borders, shadows, camera degradations; words by frequency, numbers, prices, codes) or dotmatrix (text made of dots: LED signs, inkjet codes; the words of scene)."),
     height: int = typer.Option(32, "--height", help="Crop height in pixels; width follows the text."),
     case: str = typer.Option("mixed", "--case", help="lower|mixed|upper|as-is (mixed: 50% lower, 30% Capitalised, 20% UPPER)."),
     digits_fraction: float = typer.Option(0.1, "--digits-fraction", help="Fraction of samples that are random numbers instead of words."),

@@ -57,7 +57,7 @@ BUNDLED_FONT_SETS: dict[str, tuple[str, ...]] = {
     ),
 }
 FONT_SET_PRESETS = ("sans", "serif", "mono", "all")
-DEFAULT_FONT_SET = {"clean": "sans", "wild": "serif,mono"}
+DEFAULT_FONT_SET = {"clean": "sans", "wild": "serif,mono", "dotmatrix": "sans,mono"}
 
 # The Computer Modern TTFs use TeX's OT1 layout: letters and digits sit at their ASCII codes but
 # several punctuation codes hold other glyphs ('<' is an inverted '!', '"' a closing quote...).

@@ -36,6 +36,7 @@ from PIL import Image
 from semimtr_cli.core.errors import SemimtrError, UsageError, check_unit_interval, option
 from semimtr_cli.core.fsutil import atomic_dir
 from semimtr_cli.data.lmdb.io import LmdbWriter, is_lmdb_dir
+from semimtr_cli.data.synth.dotmatrix import render_dotmatrix
 from semimtr_cli.data.synth.fonts import PROBE, font_covers, font_manifest, resolve_fonts, screen_fonts
 from semimtr_cli.data.synth.render import check_style, encode_image, render_word
 from semimtr_cli.data.synth.scene import render_scene
@@ -111,13 +112,15 @@ def draw_sample(plan: SynthPlan, index: int) -> tuple[Image.Image, str, int]:
     font = plan.fonts[font_index]
     if plan.style == "scene":
         img = render_scene(text, font, rng, plan.height, backgrounds=plan.backgrounds, neighbours=plan.words)
+    elif plan.style == "dotmatrix":
+        img = render_dotmatrix(text, font, rng, plan.height)
     else:
         img = render_word(text, font, rng, plan.style, plan.height)
     return img, text, font_index
 
 
 def _draw_text(plan: SynthPlan, rng: np.random.Generator) -> str:
-    if plan.style == "scene":  # words by frequency, sign casing, numbers/prices/codes (texts.py)
+    if plan.style in ("scene", "dotmatrix"):  # words by frequency, sign casing, numbers/prices/codes (texts.py)
         text = draw_text(rng, plan.words, rank_cdf(len(plan.words)), plan.digits_fraction)
         return text if plan.case == "mixed" else _apply_case(text, plan.case, rng)
     if rng.uniform() < plan.digits_fraction:

@@ -104,7 +104,8 @@ STYLES: dict[str, StyleSpec] = {
 }
 
 
-STYLE_NAMES = (*STYLES, "scene")  # scene: its own renderer (scene.py), the look of photographed text
+# scene: the look of photographed text (scene.py); dotmatrix: LED signs and inkjet codes (dotmatrix.py)
+STYLE_NAMES = (*STYLES, "scene", "dotmatrix")
 
 
 def check_style(style: str) -> str:
