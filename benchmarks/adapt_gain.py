@@ -4,7 +4,7 @@
         [--out benchmarks/results/adapt_gain.json] [--page docs/results.md]
 
 For every seed ``s`` this runs the quickstart's steps 2-4 as written in README.md, in a folder
-of its own: ``semimtr synth`` renders the dot-matrix domain (300 labeled, 3000 unlabeled, 300
+of its own: ``semimtr synth`` renders the dot-matrix domain (500 labeled, 5000 unlabeled, 500
 validation and 1000 held-out test crops, data seeds ``11 + 100 s`` ... ``14 + 100 s``; seed 0
 is the README's), ``semimtr finetune`` adapts the shipped model with recipes/adapt/supervised.yaml
 and with recipes/adapt/semimtr.yaml (``--seed s``; ``best.pt`` chosen on the validation crops),
@@ -33,7 +33,7 @@ from study_report import mean_ci  # noqa: E402
 from semimtr_cli.core.fsutil import atomic_write_json, atomic_write_text  # noqa: E402
 from semimtr_cli.core.runtime import machine_record  # noqa: E402
 
-SETS = (("labeled", 300, 11, []), ("unlabeled", 3000, 12, ["--unlabeled"]), ("valid", 300, 13, []), ("test", 1000, 14, []))
+SETS = (("labeled", 500, 11, []), ("unlabeled", 5000, 12, ["--unlabeled"]), ("valid", 500, 13, []), ("test", 1000, 14, []))
 MODELS = ("default", "supervised", "semimtr")
 HEADS = ("alignment", "vision", "language")
 BEGIN, END = "<!-- BEGIN adapt_gain (benchmarks/adapt_gain.py) -->", "<!-- END adapt_gain -->"
@@ -57,7 +57,7 @@ def accuracies(eval_json: Path) -> dict[str, dict[str, float]]:
     """{model: {head: word accuracy %}} from ``semimtr eval --json`` of the test set."""
     names = {"default": "default", "runs/adapt-supervised/best.pt": "supervised", "runs/adapt-semimtr/best.pt": "semimtr"}
     out: dict[str, dict[str, float]] = {}
-    for r in json.loads(eval_json.read_text())["results"]:
+    for r in json.loads(eval_json.read_text()):
         out.setdefault(names[r["checkpoint"]], {})[r["head"]] = r["sets"][0]["accuracy"]
     return out
 
@@ -101,8 +101,8 @@ def markdown(result: dict) -> str:
              f"`{result['command']}` ({len(result['seeds'])} seeds; {m['cpu']}, {m['cores']} cores, flags "
              f"{', '.join(m['cpu_flags']) or 'none of the bf16/AMX/AVX-512 ones'}, torch {m['torch']}; "
              f"{result['minutes_per_seed']:.1f} min per seed). Word accuracy (%) on the 1000 held-out test crops of "
-             "each seed, mean ± 95 % interval over seeds; `best.pt` chosen on the 300 validation crops.", "",
-             "| head | default (shipped) | + 300 labels (supervised) | + 3000 unlabeled (SemiMTR) | labels gave | unlabeled added |",
+             "each seed, mean ± 95 % interval over seeds; `best.pt` chosen on the 500 validation crops.", "",
+             "| head | default (shipped) | + 500 labels (supervised) | + 5000 unlabeled (SemiMTR) | labels gave | unlabeled added |",
              "|---|---|---|---|---|---|"]
     for h in HEADS:
         a = s["accuracy"]

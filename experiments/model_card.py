@@ -3,7 +3,8 @@
     python experiments/model_card.py --runs runs/default --compare benchmarks/results/compare_ocr.json \
         [--calibration runs/default/calibration.json] [--segments experiments/default_model_segments.json]
 
-Reads each stage's ``summary.json`` (steps, hours, images/s, precision, machine, best validation),
+Reads each stage's ``summary.json`` (steps, hours, images/s, precision, machine, best validation;
+kept in experiments/results/default_model_stages.json, since run folders do not outlive a machine),
 the six-benchmark table of ``benchmarks/compare_ocr.py`` (the shipped model beside RapidOCR) and,
 when given, ``semimtr calibrate --json``'s report (ECE before/after). ``--segments`` is a JSON
 list of the training segments as they really ran (sessions, warm restarts, deviations from the
@@ -19,27 +20,39 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = (("1a-vision", "stage 1a: vision from scratch, clean crops"),
-          ("1b-vision", "stage 1b: vision, scene crops + real training splits"),
-          ("2-lm", "stage 2: language model, wordfreq English"),
-          ("3-finetune", "stage 3: full model, SemiMTR consistency"))
+STAGES = {"1a-vision": "stage 1a: vision from scratch, clean crops",
+          "1b-vision": "stage 1b: vision, scene crops + real training splits",
+          "2-lm": "stage 2: language model, wordfreq English",
+          "3-finetune": "stage 3: full model, SemiMTR consistency",
+          "4-finetune-warm": "stage 3 again: warm restart from the shipped weights"}
+RECORD = ROOT / "experiments" / "results" / "default_model_stages.json"
 
 
-def stage_rows(runs: Path) -> list[str]:
-    rows = []
-    for name, what in STAGES:
-        path = runs / name / "summary.json"
-        if not path.is_file():
-            rows.append(f"| {what} | not run yet | | | | |")
-            continue
-        s = json.loads(path.read_text())
-        machine = s.get("machine", {})
-        flags = ", ".join(f for f in machine.get("cpu_flags", []) if "bf16" in f or "amx" in f) or "no native bf16"
-        best = s.get("best") or {}
-        rows.append(f"| {what} | {s['steps']} | {s['wall_seconds'] / 3600:.2f} | {s['images_per_s']:.0f} | "
-                    f"{s.get('precision')} on {machine.get('cpu', '?')} ({flags}), {machine.get('threads', '?')} thread(s) | "
-                    f"{best.get('metric', '')} {best.get('value', 0):.1f} % at step {best.get('step', '')} |")
-    return rows
+def stage_record(name: str, summary: dict) -> dict:
+    """One stage's row facts from its run folder's ``summary.json``."""
+    machine = summary.get("machine", {})
+    best = summary.get("best") or {}
+    return {"name": name, "steps": summary["steps"], "hours": round(summary["wall_seconds"] / 3600, 2),
+            "images_per_s": round(summary["images_per_s"]), "precision": summary.get("precision"),
+            "cpu": machine.get("cpu", "?"), "threads": machine.get("threads", "?"),
+            "bf16_flags": ", ".join(f for f in machine.get("cpu_flags", []) if "bf16" in f or "amx" in f) or "no native bf16",
+            "best": f"{best.get('metric', '')} {best.get('value', 0):.1f} % at step {best.get('step', '')}"}
+
+
+def update_record(runs: Path, record: Path = RECORD) -> list[dict]:
+    """The stored stage rows, updated with every run folder under ``runs`` that holds a summary
+    (run folders do not outlive a machine; the record in the repository does)."""
+    rows = {r["name"]: r for r in (json.loads(record.read_text()) if record.is_file() else [])}
+    for summary in sorted(runs.glob("*/summary.json")):
+        rows[summary.parent.name] = stage_record(summary.parent.name, json.loads(summary.read_text()))
+    ordered = sorted(rows.values(), key=lambda r: r["name"])
+    record.write_text(json.dumps(ordered, indent=1) + "\n")
+    return ordered
+
+
+def stage_rows(rows: list[dict]) -> list[str]:
+    return [f"| {STAGES.get(r['name'], r['name'])} | {r['steps']} | {r['hours']:.2f} | {r['images_per_s']} | "
+            f"{r['precision']} on {r['cpu']} ({r['bf16_flags']}), {r['threads']} thread(s) | {r['best']} |" for r in rows]
 
 
 def benchmark_table(compare: dict) -> list[str]:
@@ -96,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{h['ece']['held_out']['after']:.1f} %" for h in heads) + (
             f" ({c['fitted']} crops fitted, {c['held_out']} held out, of {', '.join(c['sets'])})")
     heads = head_table(json.loads(args.heads.read_text())) if args.heads else ["(not measured)"]
-    text = (template.replace("{{STAGES}}", "\n".join(stage_rows(args.runs))).replace("{{HEADS}}", "\n".join(heads))
+    text = (template.replace("{{STAGES}}", "\n".join(stage_rows(update_record(args.runs)))).replace("{{HEADS}}", "\n".join(heads))
             .replace("{{BENCHMARKS}}", "\n".join(benchmark_table(compare)))
             .replace("{{SEGMENTS}}", "\n".join(seg_lines))
             .replace("{{CALIBRATION}}", calibration))

@@ -18,6 +18,11 @@ Model selection is on ``data/real/valid`` (6 % of the training splits), never on
 ``--ship`` copies the finetuned ``best.pt`` into ``semimtr_cli/resources/default_model.pt`` with
 its weights in float16 (half the bytes; loaded back into float32 models) and nothing else but
 what a checkpoint needs. ``--only STAGE`` runs one stage; ``--set`` overrides go to every stage.
+
+A later session whose machine lost the run folders continues from the committed weights (a
+documented warm restart): ``--warm NAME --steps N [--lr LR]`` runs stage 3's recipe again from
+``default`` (the packaged model) for N steps into ``RUNS/NAME`` (resumed if its ``last.pt`` is
+there), and ``--ship`` then takes ``RUNS/NAME/best.pt``; the model card lists every segment.
 """
 
 from __future__ import annotations
@@ -55,7 +60,8 @@ def write_words() -> None:
         tmp.write_text("\n".join(wordfreq_words(top=200_000).words) + "\n", encoding="utf-8")
 
 
-def run_stage(runs: Path, name: str, command: str, recipe: str, threads: int, sets: list[str]) -> None:
+def run_stage(runs: Path, name: str, command: str, recipe: str, threads: int, sets: list[str],
+              extra: tuple[str, ...] | list[str] = ()) -> None:
     out = runs / name
     if (out / "summary.json").is_file():
         print(f"{name}: done ({out / 'summary.json'})", flush=True)
@@ -67,6 +73,7 @@ def run_stage(runs: Path, name: str, command: str, recipe: str, threads: int, se
         args += ["--recipe", str(ROOT / "recipes" / "default" / recipe), "--out", str(out), "--threads", str(threads)]
         for s in sets:
             args += ["--set", s]
+        args += list(extra)
     print(" ".join(args), flush=True)
     subprocess.run(args, check=True)
 
@@ -87,13 +94,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", choices=[s[0] for s in STAGES], default=None)
     ap.add_argument("--set", dest="sets", action="append", default=[], help="override for every stage (repeatable)")
     ap.add_argument("--ship", action="store_true", help="copy the finetuned best.pt into the package")
+    ap.add_argument("--warm", metavar="NAME", default=None,
+                    help="warm restart: stage 3's recipe from the packaged model into RUNS/NAME (instead of the stages)")
+    ap.add_argument("--steps", type=int, default=1000, help="steps of the warm restart")
+    ap.add_argument("--lr", type=float, default=3e-4, help="peak learning rate of the warm restart")
     args = ap.parse_args(argv)
-    write_words()
-    for name, command, recipe in STAGES:
-        if args.only in (None, name):
-            run_stage(args.runs, name, command, recipe, args.threads, args.sets)
+    if args.warm:
+        warm = ["init.vision=null", "init.language=null", f"train.max_steps={args.steps}", f"optim.lr={args.lr}",
+                "train.eval_every=250"]
+        run_stage(args.runs, args.warm, "finetune", "finetune.yaml", args.threads, [*warm, *args.sets],
+                  extra=["--init", "default"])
+    else:
+        write_words()
+        for name, command, recipe in STAGES:
+            if args.only in (None, name):
+                run_stage(args.runs, name, command, recipe, args.threads, args.sets)
     if args.ship:
-        print(ship(args.runs / "3-finetune" / "best.pt", packaged_model_path()))
+        print(ship(args.runs / (args.warm or "3-finetune") / "best.pt", packaged_model_path()))
     return 0
 
 
