@@ -6,6 +6,7 @@ backend, and :class:`ReadResult` writes the predictions as JSON, CSV or an ``.np
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -17,6 +18,7 @@ from semimtr_cli.core.fsutil import atomic_path
 from semimtr_cli.data.files import list_images
 from semimtr_cli.data.image import decode_image
 from semimtr_cli.data.image import rotate_tall as _rotate_tall
+from semimtr_cli.data.lmdb.sources import SourceOptions, records_from_label_file
 from semimtr_cli.infer.backend import FINAL_HEAD, InferenceBackend
 from semimtr_cli.infer.open import open_backend
 from semimtr_cli.model.checkpoint import DEFAULT_MODEL
@@ -51,6 +53,15 @@ def load_image(path: Path, *, rotate_tall: bool = False):
     return _rotate_tall(img) if rotate_tall else img
 
 
+def label_map(labels_file: str | Path) -> dict[str, str]:
+    """{absolute image path: label} of a label file in any format ``build-lmdb`` reads (paths
+    relative to the file's folder). Raises SemimtrError for a missing file."""
+    path = Path(labels_file)
+    if not path.is_file():
+        raise SemimtrError(f"labels file not found: {path}")
+    return {r.file: r.label for r in records_from_label_file(path, SourceOptions()) if r.file and r.label is not None}
+
+
 @dataclass
 class ReadResult:
     """Predictions of :func:`read_paths`, in input order.
@@ -64,20 +75,12 @@ class ReadResult:
     failed: list[tuple[str, str]] = field(default_factory=list)
     logits: dict[str, np.ndarray] | None = None
 
-    def check_against(self, labels_file: str | Path, charset) -> tuple[int, int]:
-        """Give every row whose image ``labels_file`` labels its ``truth`` and whether the reading is
-        ``correct`` (both in ``charset``: the model's normalisation, e.g. lower-case a-z0-9).
+    def check_against(self, truth: dict[str, str], charset, source: str = "the labels") -> tuple[int, int]:
+        """Give every row whose image ``truth`` (:func:`label_map`) labels its ``truth`` and whether
+        the reading is ``correct`` (in ``charset``: the model's normalisation, e.g. lower-case a-z0-9).
 
-        Returns (right, labeled rows). Raises SemimtrError when the file labels none of the images.
+        Returns (right, labeled rows). Raises SemimtrError when ``truth`` labels none of the images.
         """
-        import os
-
-        from semimtr_cli.data.lmdb.sources import SourceOptions, records_from_label_file
-
-        path = Path(labels_file)
-        if not path.is_file():
-            raise SemimtrError(f"labels file not found: {path}")
-        truth = {r.file: r.label for r in records_from_label_file(path, SourceOptions()) if r.file and r.label is not None}
         right = labeled = 0
         for row in self.rows:
             label = truth.get(os.path.normpath(os.path.abspath(row["path"])))
@@ -88,7 +91,7 @@ class ReadResult:
             labeled += 1
             right += row["correct"]
         if not labeled:
-            raise SemimtrError(f"{path}: labels none of the {len(self.rows)} image(s) read (paths are relative to its folder)")
+            raise SemimtrError(f"{source}: labels none of the {len(self.rows)} image(s) read (paths are relative to its folder)")
         return right, labeled
 
     def to_json(self, **header) -> dict:

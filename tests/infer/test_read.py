@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from semimtr_cli.cli.app import app
 from semimtr_cli.core.charset import Charset
 from semimtr_cli.infer.predictor import Predictor
-from semimtr_cli.infer.reading import ReadResult, load_image
+from semimtr_cli.infer.reading import ReadResult, label_map, load_image
 from semimtr_cli.model.checkpoint import save_checkpoint
 from semimtr_cli.model.config import ModelConfig
 from semimtr_cli.model.decoding import decode_logits
@@ -175,7 +175,7 @@ def test_read_checks_against_a_labels_file(ckpts, images, tmp_path):
     rows = [{"path": str(folder / "w0.png"), "text": "hello"}, {"path": str(folder / "sub" / "w1.png"), "text": "word"},
             {"path": str(folder / "w2.png"), "text": "semi"}]
     result = ReadResult(rows=rows)
-    assert result.check_against(folder / "labels.tsv", CS) == (1, 2)  # compared in the charset: Hello == hello
+    assert result.check_against(label_map(folder / "labels.tsv"), CS) == (1, 2)  # compared in the charset: Hello == hello
     assert [r.get("correct") for r in rows] == [True, False, None] and rows[1]["truth"] == "world"
     out_json, out_csv = tmp_path / "r.json", tmp_path / "r.csv"
     res = CliRunner().invoke(app, ["read", str(ckpts["full"]), str(folder), "--labels", str(folder / "labels.tsv"),
@@ -187,3 +187,5 @@ def test_read_checks_against_a_labels_file(ckpts, images, tmp_path):
     (tmp_path / "other.tsv").write_text("elsewhere.png\tword\n")
     res = CliRunner().invoke(app, ["read", str(ckpts["full"]), str(folder), "--labels", str(tmp_path / "other.tsv")])
     assert res.exit_code != 0 and "labels none of the 5 image(s)" in " ".join(res.output.split())
+    res = CliRunner().invoke(app, ["read", str(ckpts["full"]), str(folder), "--labels", str(tmp_path / "missing.tsv")])
+    assert res.exit_code != 0 and "labels file not found" in res.output

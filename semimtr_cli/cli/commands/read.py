@@ -57,10 +57,11 @@ def command(
     softmax probability of each predicted character and of the stop slot.
     """
     from semimtr_cli.infer.open import open_backend
-    from semimtr_cli.infer.reading import gather_image_paths, read_paths
+    from semimtr_cli.infer.reading import gather_image_paths, label_map, read_paths
 
     set_threads(threads)
     image_paths = gather_image_paths(paths)
+    truth = label_map(labels) if labels is not None else None
     predictor = open_backend(checkpoint, backend=backend, device=device or "auto", precision=precision or "auto",
                              calibration=calibration)
     head = predictor.resolve_head(head)
@@ -76,7 +77,7 @@ def command(
                             rotate_tall=rotate_tall, keep_logits=save_logits is not None, skip_bad=skip_bad,
                             min_confidence=threshold, on_progress=advance)
     elapsed = time.perf_counter() - start
-    scored = result.check_against(labels, predictor.charset) if labels is not None else None
+    scored = result.check_against(truth, predictor.charset, str(labels)) if truth is not None else None
     _print_rows(result.rows, confidence, console, threshold is not None)
     for path, msg in result.failed:
         ui.err_console.print(f"[yellow]skipped[/] {msg}", highlight=False)
