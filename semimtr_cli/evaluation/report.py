@@ -31,6 +31,11 @@ def short_names(checkpoints) -> dict[str, str]:
     return out
 
 
+def checkpoint_names(objs: Sequence[dict]) -> dict[str, str]:
+    """:func:`short_names` of every checkpoint and baseline in ``eval``'s result objects."""
+    return short_names([o["checkpoint"] for o in objs] + [o["baseline"]["checkpoint"] for o in objs if "baseline" in o])
+
+
 def result_objects(checkpoint: str, predictor, protocol: Protocol, results: Sequence[SetResult], heads: Sequence[str],
                    *, precision: str = "fp32", seconds: float | None = None) -> list[dict]:
     """One JSON object per head (the ``--json`` layout)."""
@@ -158,7 +163,7 @@ def plot_results(objs: Sequence[dict], path: str | Path, metric: str = "accuracy
     import matplotlib.pyplot as plt
 
     names = [s["name"] for s in objs[0]["sets"]] + ["weighted avg", "mean"]
-    names_of = short_names(o["checkpoint"] for o in objs)
+    names_of = checkpoint_names(objs)
     deltas = "baseline" in objs[0]
     width = 0.8 / max(len(objs), 1)
     fig, axes = plt.subplots(2 if deltas else 1, 1, figsize=(max(6, 1.1 * len(names) + 2) + 2.5, 7.6 if deltas else 4.2),
@@ -187,7 +192,7 @@ def plot_results(objs: Sequence[dict], path: str | Path, metric: str = "accuracy
         d.axhline(0, color="k", lw=0.8)
         d.set_xticks(x, names, rotation=20)
         d.set_ylabel("points")
-        d.set_title(f"word accuracy change against the baseline {short_names([objs[0]['baseline']['checkpoint']]).popitem()[1]}")
+        d.set_title(f"word accuracy change against the baseline {names_of[objs[0]['baseline']['checkpoint']]}")
     fig.tight_layout()
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=110)

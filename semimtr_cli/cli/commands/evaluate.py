@@ -105,10 +105,10 @@ def command(
 def _print_table(objs: list[dict], console) -> None:
     from rich.table import Table
 
-    from semimtr_cli.evaluation.report import short_names
+    from semimtr_cli.evaluation.report import checkpoint_names
 
     names = [s["name"] for s in objs[0]["sets"]]
-    shown = short_names([o["checkpoint"] for o in objs] + [o["baseline"]["checkpoint"] for o in objs if "baseline" in o])
+    shown = checkpoint_names(objs)
     table = Table(show_header=True, header_style="bold", title="word accuracy (%)")
     table.add_column("checkpoint", overflow="fold")
     table.add_column("head")

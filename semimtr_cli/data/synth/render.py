@@ -225,24 +225,28 @@ def _padded_box(rng: np.random.Generator, spec: StyleSpec, box: tuple[int, int, 
     return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], float)
 
 
-def _geometry(rng: np.random.Generator, spec: StyleSpec, src: np.ndarray) -> tuple[int, int, tuple[float, ...]]:
-    """Slant, rotate and jitter the corners ``src``: (output width, output height, PIL coefficients).
+def tilt_corners(rng: np.random.Generator, corners: np.ndarray, *, rotation_deg: float, shear: float,
+                 perspective: float, steepness: float, min_side: int = 1) -> tuple[int, int, tuple[float, ...]]:
+    """Rotate, slant and jitter the 4 ``corners`` (clockwise from top-left): (output width, output
+    height, PIL coefficients mapping output pixels back to the corners' pixels).
 
-    The crop is the axis-aligned box of the result. Long words rotate less, so their crop stays
-    at most ~1.6x the text height. The coefficients map output pixels back to mask pixels.
+    The angle is uniform within ``rotation_deg`` and within ``atan(steepness * height / width)``
+    (long words rotate less, so the crop stays near the text height); the slant within
+    ``shear``; each corner moves by up to ``perspective`` times the box height. A zero ``shear``
+    or ``perspective`` draws nothing. The output is the axis-aligned box of the result.
     """
-    (x0, y0), (x1, y1) = src[0], src[2]
-    max_angle = min(math.radians(spec.rotation_deg), math.atan(0.6 * (y1 - y0) / max(x1 - x0, 1.0)))
-    angle = rng.uniform(-max_angle, max_angle)
-    shear = rng.uniform(-spec.shear, spec.shear) if spec.shear else 0.0
+    (x0, y0), (x1, y1) = corners[0], corners[2]
+    limit = min(math.radians(rotation_deg), math.atan(steepness * (y1 - y0) / max(x1 - x0, 1.0)))
+    angle = rng.uniform(-limit, limit)
+    slant = rng.uniform(-shear, shear) if shear else 0.0
     rot = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
-    linear = rot @ np.array([[1.0, -shear], [0.0, 1.0]])
-    dst = (src - src.mean(0)) @ linear.T
-    if spec.perspective:
-        dst += rng.uniform(-spec.perspective, spec.perspective, (4, 2)) * (y1 - y0)
+    dst = (corners - corners.mean(0)) @ (rot @ np.array([[1.0, -slant], [0.0, 1.0]])).T
+    if perspective:
+        dst += rng.uniform(-perspective, perspective, (4, 2)) * (y1 - y0)
     dst -= dst.min(0)
-    out_w, out_h = max(1, int(math.ceil(dst[:, 0].max()))), max(1, int(math.ceil(dst[:, 1].max())))
-    return out_w, out_h, homography(dst, src)
+    out_w = max(min_side, int(math.ceil(dst[:, 0].max())))
+    out_h = max(min_side, int(math.ceil(dst[:, 1].max())))
+    return out_w, out_h, homography(dst, corners)
 
 
 def _compose(
@@ -339,7 +343,8 @@ def render_word(
     spec = get_style(style)
     size, stroke = _font_size_and_stroke(rng, spec, height)
     fill_mask, outline_mask, box = text_masks(text, str(font_path), size, stroke)
-    out_w, out_h, coeffs = _geometry(rng, spec, _padded_box(rng, spec, box, size))
+    out_w, out_h, coeffs = tilt_corners(rng, _padded_box(rng, spec, box, size), rotation_deg=spec.rotation_deg,
+                                        shear=spec.shear, perspective=spec.perspective, steepness=0.6)
 
     def warp(mask: Image.Image) -> Image.Image:
         return mask.transform((out_w, out_h), Image.Transform.PERSPECTIVE, coeffs, Image.Resampling.BILINEAR, fillcolor=0)

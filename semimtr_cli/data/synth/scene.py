@@ -28,7 +28,7 @@ from PIL import Image, ImageFilter
 
 from semimtr_cli.data.synth.backgrounds import image_background, procedural_background
 from semimtr_cli.data.synth.colors import LUMA, sample_pair
-from semimtr_cli.data.synth.render import homography, noise_and_jpeg, text_masks
+from semimtr_cli.data.synth.render import noise_and_jpeg, text_masks, tilt_corners
 
 
 @dataclass(frozen=True)
@@ -128,20 +128,6 @@ def _curve(rng, spec: SceneSpec, masks: list, corners: np.ndarray, size: int) ->
             for m in masks]
 
 
-def _geometry(rng, spec: SceneSpec, corners: np.ndarray) -> tuple[int, int, tuple[float, ...]]:
-    """Rotate, slant and jitter the crop corners: (width, height, PIL coefficients output -> canvas)."""
-    (x0, y0), (x1, y1) = corners[0], corners[2]
-    limit = min(math.radians(spec.rotation_deg), math.atan(0.5 * (y1 - y0) / max(x1 - x0, 1.0)))
-    angle = rng.uniform(-limit, limit)
-    shear = rng.uniform(-spec.shear, spec.shear)
-    rot = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
-    dst = (corners - corners.mean(0)) @ (rot @ np.array([[1.0, -shear], [0.0, 1.0]])).T
-    dst += rng.uniform(-spec.perspective, spec.perspective, (4, 2)) * (y1 - y0)
-    dst -= dst.min(0)
-    out_w, out_h = max(2, int(math.ceil(dst[:, 0].max()))), max(2, int(math.ceil(dst[:, 1].max())))
-    return out_w, out_h, homography(dst, corners)
-
-
 def _contrast_colour(rng, bg: np.ndarray, fg: np.ndarray) -> np.ndarray:
     """A border/extrusion colour that separates text from background: dark on light text, else light."""
     lum = float(fg @ LUMA)
@@ -219,7 +205,8 @@ def render_scene(text: str, font_path: str, rng: np.random.Generator, height: in
     masks, corners = _layout(rng, spec, fill, border, size, font_path, neighbours)
     if rng.uniform() < spec.curve_prob:
         masks = _curve(rng, spec, masks, corners, size)
-    out_w, out_h, coeffs = _geometry(rng, spec, corners)
+    out_w, out_h, coeffs = tilt_corners(rng, corners, rotation_deg=spec.rotation_deg, shear=spec.shear,
+                                        perspective=spec.perspective, steepness=0.5, min_side=2)
     alphas = [None if m is None else np.asarray(
         m.transform((out_w, out_h), Image.Transform.PERSPECTIVE, coeffs, Image.Resampling.BILINEAR, fillcolor=0),
         np.float32)[..., None] / 255.0 for m in masks]
