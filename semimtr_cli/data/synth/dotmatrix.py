@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from semimtr_cli.data.synth.backgrounds import procedural_background
-from semimtr_cli.data.synth.render import homography, noise_and_jpeg, text_masks
+from semimtr_cli.data.synth.render import noise_and_jpeg, text_masks, tilt_corners
 
 CELL = 5  # supersampled pixels per dot cell
 LED_COLOURS = np.array([  # lit-dot colours of LED displays (RGB, 0..1)
@@ -67,17 +67,10 @@ def _padding(rng: np.random.Generator) -> np.ndarray:
 def _tilted(masks: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
     """The masks under one small rotation (+-3 deg), slant (+-0.15) and perspective jitter."""
     h, w = masks[0].shape
-    angle = math.radians(rng.uniform(-3, 3))
-    shear = rng.uniform(-0.15, 0.15)
     src = np.array([[0, 0], [w, 0], [w, h], [0, h]], float)
-    rot = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
-    dst = (src - src.mean(0)) @ (rot @ np.array([[1.0, -shear], [0.0, 1.0]])).T
-    dst += rng.uniform(-0.06, 0.06, (4, 2)) * h
-    dst -= dst.min(0)
-    size = (max(1, int(math.ceil(dst[:, 0].max()))), max(1, int(math.ceil(dst[:, 1].max()))))
-    coeffs = homography(dst, src)
+    out_w, out_h, coeffs = tilt_corners(rng, src, rotation_deg=3.0, shear=0.15, perspective=0.06, steepness=math.inf)
     return [np.asarray(Image.fromarray(np.uint8(m * 255)).transform(
-        size, Image.Transform.PERSPECTIVE, coeffs, Image.Resampling.BILINEAR, fillcolor=0), np.float32) / 255.0
+        (out_w, out_h), Image.Transform.PERSPECTIVE, coeffs, Image.Resampling.BILINEAR, fillcolor=0), np.float32) / 255.0
         for m in masks]
 
 

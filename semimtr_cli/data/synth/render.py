@@ -231,9 +231,9 @@ def tilt_corners(rng: np.random.Generator, corners: np.ndarray, *, rotation_deg:
     height, PIL coefficients mapping output pixels back to the corners' pixels).
 
     The angle is uniform within ``rotation_deg`` and within ``atan(steepness * height / width)``
-    (long words rotate less, so the crop stays near the text height); the slant within
-    ``shear``; each corner moves by up to ``perspective`` times the box height. A zero ``shear``
-    or ``perspective`` draws nothing. The output is the axis-aligned box of the result.
+    (long words rotate less, so the crop stays near the text height; ``math.inf`` lifts that
+    limit); the slant within ``shear``; each corner moves by up to ``perspective`` times the box
+    height. A zero ``shear`` or ``perspective`` draws nothing. The output is the axis-aligned box of the result.
     """
     (x0, y0), (x1, y1) = corners[0], corners[2]
     limit = min(math.radians(rotation_deg), math.atan(steepness * (y1 - y0) / max(x1 - x0, 1.0)))
