@@ -57,8 +57,15 @@ class Finetune(Stage):
                 p.requires_grad_(False)
         return model
 
+    @property
+    def supervise_teacher(self) -> bool:
+        """Whether the teacher view learns (CE on labeled crops, official); an EMA teacher never does."""
+        return self.recipe.consistency.supervise_teacher and not self.recipe.consistency.ema
+
     def wrap(self, model):
-        return PerView(model) if self.consistency and not self.recipe.consistency.ema else model
+        if not self.consistency or self.recipe.consistency.ema:
+            return model
+        return PerView(model, no_grad_views=() if self.supervise_teacher else (0,))
 
     def train_dataset(self):
         views = self.views()
@@ -81,9 +88,10 @@ class Finetune(Stage):
                 teacher = gather_output(self.ema_model(images[:, 0]), dist)
             student = gather_output(model(images[:, 1]), dist)
         else:  # one network on both views, as the official ConsistencyRegularizationFusionModel
+            # (without supervise_teacher the teacher view runs without gradient: FixMatch-like)
             teacher, student = (gather_output(o, dist) for o in model(images))
         total, parts = losses.finetune_objective(
-            teacher, student, target, lengths, consistency_weight=cfg.weight, supervise_teacher=self.ema_model is None,
+            teacher, student, target, lengths, consistency_weight=cfg.weight, supervise_teacher=self.supervise_teacher,
             pairing=cfg.pairing, student_heads=cfg.student_heads, one_hot=cfg.one_hot, kl=cfg.kl,
             threshold=cfg.threshold, stop_gradient=cfg.stop_gradient, iteration_reduction=cfg.iteration_reduction)
         return total, parts

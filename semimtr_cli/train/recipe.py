@@ -177,6 +177,9 @@ class ConsistencyConfig:
     pairing: ``all_to_all`` (each student head learns from the teacher's same head) or one
     teacher head; student_heads: which student heads learn in that case.
     threshold: per-slot teacher confidence cut (None = off; the paper's option is 0.9).
+    supervise_teacher: the teacher (weak) view's CE on labeled crops, as the official; False
+        runs the teacher view without gradient (labels supervise the student view only), which
+        saves the teacher view's backward pass (a SemiMTR step about 1.4x faster).
     ema: a separate exponential-moving-average teacher (decay ``ema_decay``).
     select: with ``ema``, which network validation picks ``best.pt`` from (both are validated
         and logged; the teacher's keys carry a ``teacher_`` prefix). ``teacher`` is the official
@@ -192,6 +195,7 @@ class ConsistencyConfig:
     threshold: float | None = None
     stop_gradient: bool = True
     iteration_reduction: Literal["official", "sum", "mean"] = "official"
+    supervise_teacher: bool = True
     ema: bool = False
     ema_decay: float = 0.9999
     select: Literal["teacher", "student"] = "teacher"

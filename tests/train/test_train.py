@@ -543,3 +543,15 @@ def test_a_run_records_the_font_files_of_its_streamed_sources(tmp_path):
                                                               "data.valid_synth=[]", "data.labeled=[x]"])
     write_synth_manifest(none, Charset.preset("36"), tmp_path / "none.json")
     assert not (tmp_path / "none.json").exists()
+
+
+def test_unsupervised_teacher_view_runs_without_gradient(data, probe):
+    _, shared = _ft_loss(data, probe)
+    total, free = _ft_loss(data, probe, "consistency.supervise_teacher=false")
+    assert not any(k.startswith("sup_teacher") for k in free)
+    assert _cons(free) == pytest.approx(_cons(shared), rel=1e-5)  # the same teacher labels
+    assert total == pytest.approx(free["sup_student"] + free["consistency"], rel=1e-5)
+    stage = _stage("finetune", data, *PROBE_BASE, "consistency.supervise_teacher=false")
+    model = stage.build_model()
+    teacher, student = stage.wrap(model).train()(probe.batch["image"])
+    assert not teacher.vision.logits.requires_grad and student.vision.logits.requires_grad
