@@ -1,4 +1,4 @@
-"""ABINet's ResNet45, built from timm layers, with the official state-dict names.
+"""ABINet's ResNet45 with the official state-dict names.
 
 Input (N, 3, 32, 128) -> output (N, 512, 8, 32) at the paper's settings:
 stem conv3x3 s1 (32) -> layer1 32 @16x64 -> layer2 64 @16x64 -> layer3 128 @8x32
@@ -6,8 +6,9 @@ stem conv3x3 s1 (32) -> layer1 32 @16x64 -> layer2 64 @16x64 -> layer3 128 @8x32
 
 Block layout (official, unusual): conv1x1 -> BN -> ReLU -> conv3x3 carrying the stride -> BN
 (+ shortcut) -> ReLU; the shortcut ("downsample": conv1x1 with the stride + BN) sits on the
-first block of every stage. ``timm.layers.BatchNormAct2d`` is a ``BatchNorm2d`` with the
-activation fused into the module, so its keys are the plain BN keys (``bn1.weight`` ...).
+first block of every stage. ``BatchNormReLU`` is a ``BatchNorm2d`` with the ReLU inside the
+module, so its keys are the plain BN keys (``bn1.weight`` ...). It stands in for timm's
+``BatchNormAct2d``, whose import pulls in torchvision and cost every command seconds of start-up.
 """
 
 from __future__ import annotations
@@ -15,8 +16,20 @@ from __future__ import annotations
 import math
 
 import torch
-from timm.layers import BatchNormAct2d
 from torch import nn
+from torch.nn import functional as F
+
+
+class BatchNormReLU(nn.BatchNorm2d):
+    """``BatchNorm2d`` then (if ``relu``) an in-place ReLU; (N, C, H, W) -> (N, C, H, W)."""
+
+    def __init__(self, num_features: int, relu: bool = True) -> None:
+        super().__init__(num_features)
+        self.relu = relu
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = super().forward(x)
+        return F.relu(x, inplace=True) if self.relu else x
 
 
 class BasicBlock(nn.Module):
@@ -25,9 +38,9 @@ class BasicBlock(nn.Module):
     def __init__(self, in_channels: int, planes: int, stride: int = 1) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, planes, 1, bias=False)
-        self.bn1 = BatchNormAct2d(planes, act_layer=nn.ReLU)
+        self.bn1 = BatchNormReLU(planes)
         self.conv2 = nn.Conv2d(planes, planes, 3, stride=stride, padding=1, bias=False)
-        self.bn2 = BatchNormAct2d(planes, apply_act=False)
+        self.bn2 = BatchNormReLU(planes, relu=False)
         self.downsample = None
         if stride != 1 or in_channels != planes:
             self.downsample = nn.Sequential(
@@ -54,7 +67,7 @@ class ResNet45(nn.Module):
     ) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, stem_channels, 3, stride=1, padding=1, bias=False)
-        self.bn1 = BatchNormAct2d(stem_channels, act_layer=nn.ReLU)
+        self.bn1 = BatchNormReLU(stem_channels)
         self.num_stages = len(channels)
         in_ch = stem_channels
         for i, (planes, n, s) in enumerate(zip(channels, blocks, strides), start=1):
