@@ -110,3 +110,13 @@ def test_every_module_is_described_in_the_architecture_page():
     missing = [p.relative_to(PACKAGE).as_posix() for p in MODULES.values()
                if p.name != "__init__.py" and p.relative_to(PACKAGE).as_posix() not in named]
     assert not missing, f"modules not described in docs/architecture.md: {missing}"
+
+
+def test_the_cli_starts_without_importing_timm_or_torchvision():
+    """timm (and through it torchvision) costs seconds to import: only timm backbones may pull it in."""
+    import subprocess
+    import sys
+
+    code = "import sys, semimtr_cli.cli.app, semimtr_cli.model.factory; print(sorted({'timm', 'torchvision'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
