@@ -34,6 +34,8 @@ COMMANDS = {
     "gpu_check": "python benchmarks/gpu_check.py  (on a GPU machine; --dry-run on a CPU checks the plumbing)",
     "synth_speed": "python benchmarks/synth_speed.py --crops 300 --rounds 3",
     "compare_ocr": "python benchmarks/compare_ocr.py --data data/benchmarks --threads 2",
+    "read_speed": "python benchmarks/read_speed.py --data data/benchmarks --limit 1000 --threads 2 "
+                  "--checkpoints default default.onnx",
     "adapt_gain": "python benchmarks/adapt_gain.py --seeds 0 1 2 --page docs/results.md",
     "quickstart_runs": "(kept by hand: each README quickstart run in a fresh clone, with its wall time)",
 }
@@ -427,6 +429,19 @@ def compare_section(d: dict | None) -> list[str]:
     return L + ["", machine_line(d), ""]
 
 
+def read_section(d: dict | None) -> list[str]:
+    L = ["## `semimtr read` on a folder, beside RapidOCR", ""]
+    if not d:
+        return L + missing("read_speed")
+    L += [f"{d['crops']} crops of {d['set']} written to a folder as files; each reader runs in a fresh process and is",
+          "timed from start to exit (start-up, model load, decoding and output included).", "",
+          "| reader | seconds | crops/s | x RapidOCR | word accuracy % |", "|---|---|---|---|---|"]
+    for name, r in d["results"].items():
+        L.append(f"| {name} | {fmt(r['seconds'])} | {fmt(r['crops_per_s'])} | {fmt(r.get('speed_vs_rapidocr'), 2)} | "
+                 f"{fmt(r['accuracy'])} |")
+    return L + ["", machine_line(d), ""]
+
+
 def adapt_section(d: dict | None) -> list[str]:
     L = ["## The quickstart's adaptation over seeds", ""]
     if not d:
@@ -489,6 +504,7 @@ def build_page(results: Path, page: Path) -> str:
     L += gpu_section(docs["gpu_check"])
     L += synth_section(docs["synth_speed"])
     L += compare_section(docs["compare_ocr"])
+    L += read_section(docs["read_speed"])
     L += adapt_section(docs["adapt_gain"])
     L += quickstart_runs_section(docs["quickstart_runs"])
     L += ["## How cost grows", ""]

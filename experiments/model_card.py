@@ -24,7 +24,8 @@ STAGES = {"1a-vision": "stage 1a: vision from scratch, clean crops",
           "1b-vision": "stage 1b: vision, scene crops + real training splits",
           "2-lm": "stage 2: language model, wordfreq English",
           "3-finetune": "stage 3: full model, SemiMTR consistency",
-          "4-finetune-warm": "stage 3 again: warm restart from the shipped weights"}
+          "4-finetune-warm": "stage 3 again (segment 5): warm restart from the shipped weights",
+          "seg6-finetune-warm": "stage 3 again (segment 6): warm restart from segment 5's shipped weights"}
 RECORD = ROOT / "experiments" / "results" / "default_model_stages.json"
 
 
