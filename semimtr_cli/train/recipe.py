@@ -179,7 +179,8 @@ class ConsistencyConfig:
     threshold: per-slot teacher confidence cut (None = off; the paper's option is 0.9).
     supervise_teacher: the teacher (weak) view's CE on labeled crops, as the official; False
         runs the teacher view without gradient (labels supervise the student view only), which
-        saves the teacher view's backward pass (a SemiMTR step about 1.4x faster).
+        saves the teacher view's backward pass (measured: a SemiMTR step 1.2x faster, 1.3 points
+        lower on the quickstart's tuning set; docs/recipes.md).
     ema: a separate exponential-moving-average teacher (decay ``ema_decay``).
     select: with ``ema``, which network validation picks ``best.pt`` from (both are validated
         and logged; the teacher's keys carry a ``teacher_`` prefix). ``teacher`` is the official

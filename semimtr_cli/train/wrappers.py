@@ -18,7 +18,7 @@ class PerView(nn.Module):
 
     Separate passes keep batch-norm statistics per view, as the official two-view models do;
     wrapping them in one module gives DDP a single forward per step. Views in ``no_grad_views``
-    run without autograd (no backward pass through them: about a third of a view's cost each).
+    run without autograd: no graph is kept and no backward pass runs through them.
     """
 
     def __init__(self, model: nn.Module, no_grad_views: tuple[int, ...] = ()):
