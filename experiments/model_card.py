@@ -23,9 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 STAGES = {"1a-vision": "stage 1a: vision from scratch, clean crops",
           "1b-vision": "stage 1b: vision, scene crops + real training splits",
           "2-lm": "stage 2: language model, wordfreq English",
-          "3-finetune": "stage 3: full model, SemiMTR consistency",
-          "4-finetune-warm": "stage 3 again (segment 5): warm restart from the shipped weights",
-          "seg6-finetune-warm": "stage 3 again (segment 6): warm restart from segment 5's shipped weights"}
+          "3-finetune": "stage 3: full model, SemiMTR consistency"}
 RECORD = ROOT / "experiments" / "results" / "default_model_stages.json"
 
 
@@ -51,8 +49,16 @@ def update_record(runs: Path, record: Path = RECORD) -> list[dict]:
     return ordered
 
 
+def stage_label(name: str) -> str:
+    """The table's words for a run folder: a named stage, or a warm restart of stage 3
+    (``train_default_model.py --warm NAME``, from the weights shipped at the time)."""
+    if name in STAGES:
+        return STAGES[name]
+    return f"stage 3 again: warm restart from the then-shipped weights (`{name}`)" if name.endswith("finetune-warm") else name
+
+
 def stage_rows(rows: list[dict]) -> list[str]:
-    return [f"| {STAGES.get(r['name'], r['name'])} | {r['steps']} | {r['hours']:.2f} | {r['images_per_s']} | "
+    return [f"| {stage_label(r['name'])} | {r['steps']} | {r['hours']:.2f} | {r['images_per_s']} | "
             f"{r['precision']} on {r['cpu']} ({r['bf16_flags']}), {r['threads']} thread(s) | {r['best']} |" for r in rows]
 
 
