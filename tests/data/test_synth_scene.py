@@ -22,6 +22,7 @@ from semimtr_cli.data.synth import fonts as fonts_mod
 from semimtr_cli.data.synth.colors import LUMA, estimate_pair, otsu_threshold, packaged_pairs, sample_pair
 from semimtr_cli.data.synth.fonts import bundled_font_dir, font_manifest, resolve_fonts, screen_fonts
 from semimtr_cli.data.synth.generate import draw_sample, plan_synth
+from semimtr_cli.data.synth.scene import SceneSpec
 from semimtr_cli.data.synth.stream import SynthCropDataset, SynthSource, source_manifest
 from semimtr_cli.data.synth.texts import draw_text, rank_cdf, sign_case
 
@@ -119,6 +120,24 @@ def test_streamed_scene_source_and_its_manifest():
     manifest = source_manifest(source, cs)
     assert manifest["style"] == "scene" and [f["file"] for f in manifest["fonts_used"]] == ["DejaVuSans.ttf"]
 
+
+
+def test_scene_overrides_switch_one_part_off_and_leave_the_rest_alone():
+    """A recipe's ``scene:`` key (the ablation's variants): the default spec draws the same crops
+    as no override; switching the camera off draws different ones; other styles refuse it."""
+    cs = Charset.preset("36")
+    base = dict(style="scene", seed=5, crops_per_epoch=8, fonts=str(bundled_font_dir()), font_set="DejaVuSans.ttf")
+    plain, same = (SynthCropDataset(SynthSource(**base, scene=s), cs, fresh=False) for s in (None, SceneSpec()))
+    quiet = SynthCropDataset(SynthSource(**base, scene=SceneSpec(
+        curve_prob=0, low_res_prob=0, blur_prob=0, motion_prob=0, noise_sigma=(0, 0), jpeg_prob=0)), cs, fresh=False)
+    grey = SynthCropDataset(SynthSource(**base, scene=SceneSpec(textures=False, measured_colours=False)), cs, fresh=False)
+    crops = [[ds.sample(i) for i in range(6)] for ds in (plain, same, quiet, grey)]
+    assert all(np.array_equal(a[0], b[0]) and a[1] == b[1] for a, b in zip(crops[0], crops[1]))
+    assert [c[1] for c in crops[2]] == [c[1] for c in crops[0]]  # same words, another look
+    for other in crops[2:]:  # a crop that drew no camera effect anyway may stay the same
+        assert sum(not np.array_equal(a[0], b[0]) for a, b in zip(crops[0], other)) >= 4
+    with pytest.raises(SemimtrError, match="need style: scene"):
+        SynthCropDataset(SynthSource(**{**base, "style": "wild"}, scene=SceneSpec()), cs)
 
 def test_synth_cli_scene_preview_beside_real_crops_and_font_metadata(tmp_path):
     real = tmp_path / "real"

@@ -39,7 +39,7 @@ from semimtr_cli.data.lmdb.io import LmdbWriter, is_lmdb_dir
 from semimtr_cli.data.synth.dotmatrix import render_dotmatrix
 from semimtr_cli.data.synth.fonts import PROBE, font_covers, font_manifest, resolve_fonts, screen_fonts
 from semimtr_cli.data.synth.render import check_style, encode_image, render_word
-from semimtr_cli.data.synth.scene import render_scene
+from semimtr_cli.data.synth.scene import SCENE, SceneSpec, render_scene
 from semimtr_cli.data.synth.texts import SCENE_SYMBOLS, draw_text, random_case, rank_cdf
 from semimtr_cli.data.text.words import WordList, packaged_words
 
@@ -66,6 +66,7 @@ class SynthPlan:
     image_format: str
     stream: bool = False  # streamed training crops draw from their own generator keys
     backgrounds: tuple[str, ...] = ()  # scene style: photographs to cut background windows from
+    scene: SceneSpec = SCENE  # scene style: its probabilities and ranges
 
 
 # Extra generator key of streamed crops: sample i of seed s never equals `semimtr synth --seed s` sample i,
@@ -111,7 +112,8 @@ def draw_sample(plan: SynthPlan, index: int) -> tuple[Image.Image, str, int]:
         )
     font = plan.fonts[font_index]
     if plan.style == "scene":
-        img = render_scene(text, font, rng, plan.height, backgrounds=plan.backgrounds, neighbours=plan.words)
+        img = render_scene(text, font, rng, plan.height, backgrounds=plan.backgrounds, neighbours=plan.words,
+                           spec=plan.scene)
     elif plan.style == "dotmatrix":
         img = render_dotmatrix(text, font, rng, plan.height)
     else:

@@ -40,7 +40,7 @@ def real_crops(source: str | Path, count: int) -> list[Image.Image]:
     return [decode_image(files[i].read_bytes(), name=str(files[i])) for i in _evenly(len(files), count)]
 
 
-def _panel(crops: Sequence[Image.Image], title: str) -> Image.Image:
+def crops_panel(crops: Sequence[Image.Image], title: str) -> Image.Image:
     """Crops laid out in rows of PANEL_W pixels under a title."""
     rows: list[list[Image.Image]] = [[]]
     x = 0
@@ -68,9 +68,9 @@ def preview_grid(path: str | Path, seed: int, count: int, *, compare: str | Path
     :func:`~semimtr_cli.data.synth.generate.plan_synth`."""
     plan, _ = plan_synth(seed, **plan_options)
     synthetic = [draw_sample(plan, i)[0] for i in range(max(1, count))]
-    panels = [_panel(synthetic, f"synthetic: {plan.style} style, seed {seed}")]
+    panels = [crops_panel(synthetic, f"synthetic: {plan.style} style, seed {seed}")]
     if compare is not None:
-        panels.append(_panel(real_crops(compare, len(synthetic)), f"real: {Path(compare).name}"))
+        panels.append(crops_panel(real_crops(compare, len(synthetic)), f"real: {Path(compare).name}"))
     grid = Image.new("RGB", (sum(p.width for p in panels) + 16 * (len(panels) - 1), max(p.height for p in panels)),
                      "white")
     x = 0

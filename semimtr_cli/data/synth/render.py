@@ -185,6 +185,13 @@ def _contrast_pair(rng: np.random.Generator, spec: StyleSpec) -> tuple[float, fl
     return bright, dark
 
 
+def random_pair(rng: np.random.Generator, style: str = "wild") -> tuple[np.ndarray, np.ndarray]:
+    """(background, text) RGB in [0, 1], float32: a contrast pair of ``style`` with random tints."""
+    spec = get_style(style)
+    bg_lum, fg_lum = _contrast_pair(rng, spec)
+    return _tinted(rng, bg_lum, spec.tint).astype(np.float32), _tinted(rng, fg_lum, spec.tint).astype(np.float32)
+
+
 def text_masks(
     text: str, font_path: str, size: int, stroke: int
 ) -> tuple[Image.Image, Image.Image | None, tuple[int, int, int, int]]:

@@ -28,7 +28,7 @@ from PIL import Image, ImageFilter
 
 from semimtr_cli.data.synth.backgrounds import image_background, procedural_background
 from semimtr_cli.data.synth.colors import LUMA, sample_pair
-from semimtr_cli.data.synth.render import noise_and_jpeg, text_masks, tilt_corners
+from semimtr_cli.data.synth.render import noise_and_jpeg, random_pair, text_masks, tilt_corners
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,8 @@ class SceneSpec:
     rotation_deg: float = 6.0
     shear: float = 0.3
     perspective: float = 0.1
+    measured_colours: bool = True  # False: the wild style's random tinted pair (the ablation's "no-colours")
+    textures: bool = True  # False: plain backgrounds, no photographs (the ablation's "no-surface")
     photo_prob: float = 0.6  # with a backgrounds folder: a photograph instead of a texture
     border_prob: float = 0.15
     shadow_prob: float = 0.15
@@ -147,8 +149,10 @@ def _shifted(alpha: np.ndarray, dx: int, dy: int) -> np.ndarray:
 def _surface(rng, spec: SceneSpec, alphas: list, size: tuple[int, int], backgrounds: Sequence[str]) -> np.ndarray:
     """Background, shadow or extrusion, border, distractors and text composed: (h, w, 3) in [0, 1]."""
     w, h = size
-    bg, fg = sample_pair(rng)
-    if backgrounds and rng.uniform() < spec.photo_prob:
+    bg, fg = sample_pair(rng) if spec.measured_colours else random_pair(rng)
+    if not spec.textures:
+        canvas = procedural_background(rng, bg, h, w, kind="plain")
+    elif backgrounds and rng.uniform() < spec.photo_prob:
         canvas = image_background(rng, backgrounds[int(rng.integers(len(backgrounds)))], bg, h, w)
     else:
         canvas = procedural_background(rng, bg, h, w)

@@ -32,6 +32,7 @@ from semimtr_cli.data.datasets import item_key, make_item, render_views, unlabel
 from semimtr_cli.data.synth.backgrounds import list_backgrounds
 from semimtr_cli.data.synth.fonts import font_manifest, resolve_fonts
 from semimtr_cli.data.synth.generate import SynthPlan, draw_sample, plan_synth
+from semimtr_cli.data.synth.scene import SceneSpec
 from semimtr_cli.data.text.words import WordList, packaged_words, read_words_file
 
 
@@ -46,7 +47,8 @@ class SynthSource:
     seed: renderer seed (streamed crops use their own generator keys: no ``semimtr synth``
         output, whatever its seed, holds a crop a streamed run trained on).
     crops_per_epoch: length of one pass for the sampler. case / digits_fraction / height: as
-    ``semimtr synth``.
+    ``semimtr synth``. scene: overrides of the scene style's :class:`~.scene.SceneSpec` (its
+    probabilities and ranges, e.g. ``{curve_prob: 0}``; scene style only).
     """
 
     style: Literal["clean", "wild", "scene"] = "clean"
@@ -60,6 +62,7 @@ class SynthSource:
     case: Literal["lower", "mixed", "upper", "as-is"] = "mixed"
     digits_fraction: float = 0.1
     height: int = 32
+    scene: SceneSpec | None = None
 
     def describe(self) -> str:
         return f"synth:{self.style}(seed {self.seed}, {self.crops_per_epoch} per epoch)"
@@ -78,6 +81,10 @@ def plan_for(source: SynthSource, charset: Charset) -> SynthPlan:
     plan, _ = plan_synth(source.seed, words=source.word_list(), fonts=fonts, style=source.style,
                          height=source.height, case=source.case, digits_fraction=source.digits_fraction,
                          backgrounds=backgrounds)
+    if source.scene is not None:
+        if source.style != "scene":
+            raise SemimtrError(f"{source.describe()}: 'scene' overrides need style: scene, not '{source.style}'")
+        plan = dataclasses.replace(plan, scene=source.scene)
     fits = tuple(w for w in plan.words if charset.normalize_with_reason(w)[0] is not None)
     if not fits:
         raise SemimtrError(f"{source.describe()}: no word of the list fits charset '{charset.name}' "

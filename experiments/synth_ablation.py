@@ -1,0 +1,134 @@
+#!/usr/bin/env python
+"""What each part of the synthetic-crop generator buys on real words: the ablation of docs/synth.md.
+
+    python experiments/synth_ablation.py [--runs /work/runs/synth_ablation] [--only all fonts ...]
+        [--steps 6000] [--threads 1] [--real data/real] [--json experiments/results/synth_ablation.json]
+
+Every variant trains the same model the same way: the study's source model
+(``recipes/study/pretrain_vision.yaml``: cpu-tiny vision, 6000 steps of 32 crops, CE only, the
+augmentation ramp), on streamed synthetic crops only; only the generator changes. Variants:
+
+* ``today``: the generator before the scene style: clean + wild crops, the 21 bundled fonts;
+* ``fonts``: the same, with the system fonts (``bash scripts/install_training_fonts.sh``);
+* ``all``: the scene style with the system fonts, every part on;
+* ``no-colours``, ``no-surface``, ``no-distractors``, ``no-camera``: ``all`` with one part off
+  (``SceneSpec`` overrides, a recipe's ``scene:`` key): random colours instead of the measured
+  pairs; plain backgrounds without border, shadow or extrusion; no neighbouring text and no crop
+  that cuts into a letter; no curve, resolution loss, blur, noise or JPEG.
+
+Real crops (``experiments/prepare_real_crops.py``) are only scored: ``REAL/valid`` every
+``eval_every`` steps (the curve), ``REAL/test`` once with the run's last checkpoint (the table);
+no checkpoint is chosen on either. A variant whose folder holds ``summary.json`` is done, one
+with ``last.pt`` is resumed, so the script can be stopped and run again at any point.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from semimtr_cli.core.charset import Charset  # noqa: E402
+from semimtr_cli.core.config.types import build  # noqa: E402
+from semimtr_cli.core.fsutil import atomic_path, atomic_write_json  # noqa: E402
+from semimtr_cli.core.runtime import machine_record  # noqa: E402
+from semimtr_cli.data.synth.preview import crops_panel  # noqa: E402
+from semimtr_cli.data.synth.stream import SynthCropDataset  # noqa: E402
+from semimtr_cli.train.recipe import DataConfig  # noqa: E402
+
+RECIPE = ROOT / "recipes" / "study" / "pretrain_vision.yaml"
+OLD = "[{style: clean, seed: 1001, crops_per_epoch: 200000%s}, {style: wild, seed: 1002, crops_per_epoch: 200000%s}]"
+SCENE = "[{style: scene, seed: 1001, crops_per_epoch: 400000, fonts: system%s}]"
+PARTS = {  # part switched off -> SceneSpec overrides
+    "colours": "{measured_colours: false}",
+    "surface": "{textures: false, border_prob: 0, shadow_prob: 0, extrusion_prob: 0}",
+    "distractors": "{neighbour_prob: 0, line_prob: 0, pad_x: [0.05, 0.3]}",
+    "camera": "{curve_prob: 0, low_res_prob: 0, blur_prob: 0, motion_prob: 0, noise_sigma: [0, 0], jpeg_prob: 0}",
+}
+VARIANTS = {
+    "today": OLD % ("", ""),
+    "fonts": OLD % (", fonts: system", ", fonts: system"),
+    "all": SCENE % "",
+    **{f"no-{part}": SCENE % f", scene: {spec}" for part, spec in PARTS.items()},
+}
+
+
+def preview(name: str, path: Path, count: int = 40) -> Path:
+    """A grid of the first ``count`` crops the variant trains on (its first source), 160 colours."""
+    source = build(DataConfig, {"labeled_synth": yaml.safe_load(VARIANTS[name])}, "data").labeled_synth[0]
+    ds = SynthCropDataset(source, Charset.preset("36"))
+    from PIL import Image
+
+    crops = [Image.fromarray(ds.sample(i)[0]) for i in range(count)]
+    grid = crops_panel(crops, f"{name}: {source.style} style, the first {count} training crops")
+    with atomic_path(path, suffix=".png") as tmp:
+        grid.quantize(160).save(tmp, "PNG")
+    return path
+
+
+def train(runs: Path, name: str, real: Path, steps: int, threads: int) -> Path:
+    out = runs / name
+    if (out / "summary.json").is_file():
+        return out
+    if (out / "last.pt").is_file():
+        args = ["--resume", str(out)]
+    else:
+        args = ["--recipe", str(RECIPE), "--out", str(out), "--threads", str(threads),
+                "--set", f"data.labeled_synth={VARIANTS[name]}", "--set", "data.weights=[1.0]",
+                "--set", f"data.valid=[{real / 'valid'}]", "--set", f"train.max_steps={steps}"]
+    subprocess.run(["semimtr", "pretrain-vision", *args], check=True)
+    return out
+
+
+def score(run: Path, real: Path, threads: int) -> dict:
+    """Word accuracy (%) of the run's last checkpoint on ``REAL/test`` (vision head)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "eval.json"
+        subprocess.run(["semimtr", "eval", str(run / "last.pt"), "--data", str(real / "test"),
+                        "--threads", str(threads), "--json", str(path)], check=True, stdout=subprocess.DEVNULL)
+        rows = json.loads(path.read_text())
+    return rows
+
+
+def curve(run: Path) -> list[dict]:
+    """[{step, vision}]: word accuracy (%) on REAL/valid at each of the run's evaluations."""
+    rows = (json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines())
+    return [{"step": r["step"], "vision": round(r["vision"], 2)} for r in rows if r.get("event") == "valid"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=Path, default=Path("/work/runs/synth_ablation"))
+    ap.add_argument("--real", type=Path, default=ROOT / "data" / "real")
+    ap.add_argument("--only", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    ap.add_argument("--steps", type=int, default=6000)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--previews", type=Path, default=None,
+                    help="write DIR/ablation-NAME.png for each variant and stop (no training)")
+    ap.add_argument("--json", type=Path, default=ROOT / "experiments" / "results" / "synth_ablation.json")
+    args = ap.parse_args(argv)
+    if args.previews:
+        for name in args.only:
+            print(preview(name, args.previews / f"ablation-{name}.png"))
+        return 0
+    report = json.loads(args.json.read_text()) if args.json.is_file() else {"variants": {}}
+    for name in args.only:
+        run = train(args.runs, name, args.real, args.steps, args.threads)
+        report["variants"][name] = {"sources": VARIANTS[name], "steps": args.steps, "test": score(run, args.real, args.threads),
+                                    "curve": curve(run), "machine": machine_record()}
+        report["command"] = "python experiments/synth_ablation.py " + " ".join(sys.argv[1:] if argv is None else argv)
+        atomic_write_json(args.json, report)
+        print(name, json.dumps(report["variants"][name]["test"])[:400], flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
