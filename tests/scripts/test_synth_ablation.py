@@ -1,0 +1,48 @@
+"""experiments/synth_ablation.py: every variant is a valid recipe source list, and each ``no-*``
+variant differs from ``all`` in its own part only."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+from pathlib import Path
+
+import yaml
+
+from semimtr_cli.core.config.types import build
+from semimtr_cli.data.synth.scene import SceneSpec
+from semimtr_cli.train.recipe import DataConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("synth_ablation", ROOT / "experiments" / "synth_ablation.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _sources(text: str):
+    return build(DataConfig, {"labeled_synth": yaml.safe_load(text)}, "data").labeled_synth
+
+
+def test_variants_are_recipe_sources_that_change_one_part_each():
+    variants = _module().VARIANTS
+    assert list(variants)[:3] == ["today", "fonts", "all"]
+    today, fonts, full = (_sources(variants[n]) for n in ("today", "fonts", "all"))
+    assert [s.style for s in today] == [s.style for s in fonts] == ["clean", "wild"]
+    assert [s.fonts for s in today] == [None, None] and [s.fonts for s in fonts] == ["system", "system"]
+    assert [s.style for s in full] == ["clean", "scene"] and full[1].scene is None
+    default = dataclasses.asdict(SceneSpec())
+    changed = {}
+    for name in [n for n in variants if n.startswith("no-")]:
+        sources = _sources(variants[name])
+        assert [dataclasses.replace(s, scene=None) for s in sources] == full  # only the scene spec differs
+        spec = dataclasses.asdict(sources[1].scene)
+        changed[name] = {k for k in spec if spec[k] != default[k]}
+    assert changed["no-colours"] == {"measured_colours"}
+    assert changed["no-surface"] == {"textures", "border_prob", "shadow_prob", "extrusion_prob"}
+    assert changed["no-distractors"] == {"neighbour_prob", "line_prob", "pad_x"}
+    assert {"curve_prob", "jpeg_prob", "noise_sigma", "blur_prob"} <= changed["no-camera"]
+    assert all(not (changed[a] & changed[b]) for a in changed for b in changed if a < b)  # parts do not overlap
