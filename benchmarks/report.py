@@ -448,7 +448,7 @@ def adapt_section(d: dict | None) -> list[str]:
         return L + missing("adapt_gain")
     s = d["summary"]
     L += [f"`{d['command']}`: the README quickstart's steps 2-4 per seed ({d['minutes_per_seed']:.1f} min per seed, "
-          f"{d['threads']} threads); alignment-head word accuracy (%) on the held-out dot-matrix crops, mean ± 95 % "
+          f"{d['threads']} thread{'s' if d['threads'] != 1 else ''}); alignment-head word accuracy (%) on the held-out dot-matrix crops, mean ± 95 % "
           "interval over seeds (docs/results.md has every head).", "",
           "| default | supervised | SemiMTR | SemiMTR - supervised |", "|---|---|---|---|",
           "| " + " | ".join(f"{x['mean']:.1f} ± {x['ci95'] or 0:.1f}" for x in (
