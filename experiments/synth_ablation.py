@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """What each part of the synthetic-crop generator buys on real words: the ablation of docs/synth.md.
 
-    python experiments/synth_ablation.py [--runs /work/runs/synth_ablation] [--only all fonts ...]
+    python experiments/synth_ablation.py [--runs runs/synth_ablation] [--only all fonts ...]
         [--steps 6000] [--threads 1] [--real data/real] [--json experiments/results/synth_ablation.json]
 
 Every variant trains the same model the same way: the study's source model
@@ -34,6 +34,7 @@ import tempfile
 from pathlib import Path
 
 import yaml
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -68,8 +69,6 @@ def preview(name: str, path: Path, count: int = 40) -> Path:
     """A grid of the first ``count`` crops of the variant's last source (wild or scene), 160 colours."""
     source = build(DataConfig, {"labeled_synth": yaml.safe_load(VARIANTS[name])}, "data").labeled_synth[-1]
     ds = SynthCropDataset(source, Charset.preset("36"))
-    from PIL import Image
-
     crops = [Image.fromarray(ds.sample(i)[0]) for i in range(count)]
     grid = crops_panel(crops, f"{name}: {source.style} style, the first {count} training crops")
     with atomic_path(path, suffix=".png") as tmp:
@@ -122,7 +121,7 @@ def table(report: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--runs", type=Path, default=Path("/work/runs/synth_ablation"))
+    ap.add_argument("--runs", type=Path, default=Path("runs/synth_ablation"), help="run folders (keep them outside the work tree)")
     ap.add_argument("--real", type=Path, default=ROOT / "data" / "real")
     ap.add_argument("--only", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     ap.add_argument("--steps", type=int, default=6000)
