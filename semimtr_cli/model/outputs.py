@@ -56,3 +56,37 @@ class RecognizerOutput:
         if name == "alignment":
             return self.alignment[-1]
         raise ValueError(f"unknown head {name!r}; expected vision, language or alignment")
+
+
+def _join_head_rows(parts: list[HeadOutput], inverse: torch.Tensor) -> HeadOutput:
+    def join(tensors):
+        return torch.cat(tensors)[inverse]
+
+    shared = set.intersection(*(set(p.extras) for p in parts))
+    return HeadOutput(
+        logits=join([p.logits for p in parts]),
+        lengths=join([p.lengths for p in parts]),
+        feature=join([p.feature for p in parts]),
+        extras={k: join([p.extras[k] for p in parts]) for k in sorted(shared)},
+    )
+
+
+def join_rows(parts: list[RecognizerOutput], rows: list[torch.Tensor]) -> RecognizerOutput:
+    """One output for a batch that was run in parts: ``parts[i]`` holds batch rows ``rows[i]``.
+
+    ``rows`` are (n_i,) int64 row indices that together cover 0..N-1 once each; every (N, ...)
+    tensor of the result has its rows back in batch order (differentiable where the parts are).
+    Extras present in only some parts are dropped.
+    """
+    order = torch.cat(rows)
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(order.numel(), device=order.device)
+
+    def heads(getter):
+        return [_join_head_rows([getter(p)[i] for p in parts], inverse) for i in range(len(getter(parts[0])))]
+
+    return RecognizerOutput(
+        vision=_join_head_rows([p.vision for p in parts], inverse),
+        language=heads(lambda p: p.language),
+        alignment=heads(lambda p: p.alignment),
+    )

@@ -65,7 +65,10 @@ class Finetune(Stage):
     def wrap(self, model):
         if not self.consistency or self.recipe.consistency.ema:
             return model
-        return PerView(model, no_grad_views=() if self.supervise_teacher else (0,))
+        if not self.supervise_teacher:
+            return PerView(model, no_grad_views=(0,))
+        labeled_only = self.recipe.consistency.teacher_grad == "labeled"
+        return PerView(model, row_grad_views=(0,) if labeled_only else ())
 
     def train_dataset(self):
         views = self.views()
@@ -89,7 +92,8 @@ class Finetune(Stage):
             student = gather_output(model(images[:, 1]), dist)
         else:  # one network on both views, as the official ConsistencyRegularizationFusionModel
             # (without supervise_teacher the teacher view runs without gradient: FixMatch-like)
-            teacher, student = (gather_output(o, dist) for o in model(images))
+            # (teacher_grad=labeled: only the labeled rows of the teacher view keep autograd)
+            teacher, student = (gather_output(o, dist) for o in model(images, grad_rows=batch["length"] > 0))
         total, parts = losses.finetune_objective(
             teacher, student, target, lengths, consistency_weight=cfg.weight, supervise_teacher=self.supervise_teacher,
             pairing=cfg.pairing, student_heads=cfg.student_heads, one_hot=cfg.one_hot, kl=cfg.kl,

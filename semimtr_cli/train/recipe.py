@@ -181,6 +181,10 @@ class ConsistencyConfig:
         runs the teacher view without gradient (labels supervise the student view only), which
         saves the teacher view's backward pass (measured: a SemiMTR step 1.2x faster, 1.3 points
         lower on the quickstart's tuning set; docs/recipes.md).
+    teacher_grad: with ``supervise_teacher``, which teacher-view rows keep autograd: ``all``
+        (official) or ``labeled``, the only rows with a teacher-view loss: the unlabeled rows
+        run in a second pass without gradient (the consistency targets are detached anyway),
+        which saves their backward pass; their batch-norm statistics are then their own.
     ema: a separate exponential-moving-average teacher (decay ``ema_decay``).
     select: with ``ema``, which network validation picks ``best.pt`` from (both are validated
         and logged; the teacher's keys carry a ``teacher_`` prefix). ``teacher`` is the official
@@ -197,6 +201,7 @@ class ConsistencyConfig:
     stop_gradient: bool = True
     iteration_reduction: Literal["official", "sum", "mean"] = "official"
     supervise_teacher: bool = True
+    teacher_grad: Literal["all", "labeled"] = "all"
     ema: bool = False
     ema_decay: float = 0.9999
     select: Literal["teacher", "student"] = "teacher"

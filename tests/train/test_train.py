@@ -555,3 +555,31 @@ def test_unsupervised_teacher_view_runs_without_gradient(data, probe):
     model = stage.build_model()
     teacher, student = stage.wrap(model).train()(probe.batch["image"])
     assert not teacher.vision.logits.requires_grad and student.vision.logits.requires_grad
+
+
+def test_teacher_view_keeps_autograd_for_its_labeled_rows_only(data, probe):
+    stage = _stage("finetune", data, *PROBE_BASE, "consistency.teacher_grad=labeled")
+    model = stage.build_model()
+    model.load_state_dict(probe.weights)
+    wrapped = stage.wrap(model)
+    images, labeled = probe.batch["image"], probe.batch["length"] > 0
+    assert labeled.tolist() == [True, True, False, False]
+    # eval mode: no batch statistics couple the rows, so the two passes joined equal one pass
+    wrapped.eval()
+    split, whole = wrapped(images, grad_rows=labeled.flip(0)), wrapped(images)
+    for head in ("alignment", "language", "vision"):
+        for a, b in zip(split, whole):
+            assert torch.allclose(a.head(head).logits, b.head(head).logits, atol=1e-5), head
+            assert torch.equal(a.head(head).lengths, b.head(head).lengths)
+    # training: gradients reach the weights from the labeled teacher rows, none from the others
+    wrapped.train()
+    teacher, student = wrapped(images, grad_rows=labeled)
+    weights = [p for p in model.parameters() if p.requires_grad]
+    from_labeled = torch.autograd.grad(teacher.vision.logits[:2].sum(), weights, retain_graph=True, allow_unused=True)
+    from_rest = torch.autograd.grad(teacher.vision.logits[2:].sum(), weights, retain_graph=True, allow_unused=True)
+    assert any(g is not None and g.abs().sum() > 0 for g in from_labeled)
+    assert all(g is None or g.abs().sum() == 0 for g in from_rest)
+    assert student.vision.logits[2:].requires_grad
+    total, parts = stage.loss(wrapped, probe.batch)
+    total.backward()
+    assert parts["sup_teacher"] > 0 and all(p.grad is not None for p in model.vision.parameters())
