@@ -470,7 +470,7 @@ def quickstart_runs_section(d: dict | None) -> list[str]:
           "|---|---|---|---|---|---|---|---|"]
     for r in d["runs"]:
         wall = " and ".join(f"{w // 60:.0f} min {w % 60:.0f} s" for w in r["wall_s"])
-        stages = ", ".join(f"{k} {v}" for k, v in r["stages_s"].items())
+        stages = ", ".join(f"{k} {v}" for k, v in r.get("stages_s", {}).items())
         L.append(f"| {r['quickstart']} | {r['date']} | {r['commit'] or '-'} | {r['machine']} | {r['precision']} | {wall} | "
                  f"{stages} | {r['table']} |")
     return L + [""]
