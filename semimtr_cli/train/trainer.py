@@ -135,7 +135,7 @@ class Run:
         )
         self.metrics = MetricsLog(out / "metrics.jsonl", info.is_main, truncate_after=self.state.step if resume else None)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
-        self.t_start = self.t_resumed = time.time()
+        self.t_resumed = time.time()
         self.window = self._new_window()
         self.last_values: dict = {}
         self.last_parts: dict = {}
@@ -340,7 +340,7 @@ class Run:
         return summary
 
     def summary(self, selected: torch.nn.Module) -> dict:
-        state, wall = self.state, time.time() - self.t_start
+        state, wall = self.state, self.run_seconds()  # across resumes, like images_seen
         machine = cpu_info()
         return {
             "stage": self.recipe.stage,

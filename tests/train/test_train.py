@@ -121,8 +121,12 @@ def test_resume_in_process_matches_uninterrupted(data, tmp_path):
     full = train(recipe("finetune", data, "train.max_steps=6", *extra), tmp_path / "full")
     train(recipe("finetune", data, "train.max_steps=3", *extra), tmp_path / "part")
     shutil.copy(tmp_path / "part" / "last.pt", tmp_path / "part" / "kept.pt")
+    last = torch.load(tmp_path / "part" / "last.pt", weights_only=False)
+    last["loop_state"]["seconds"] = 3600.0  # as if the first part had taken an hour
+    torch.save(last, tmp_path / "part" / "last.pt")
     resumed = train(recipe("finetune", data, "train.max_steps=6", *extra), tmp_path / "part", resume=True)
     assert full["steps"] == resumed["steps"] == 6
+    assert resumed["wall_seconds"] > 3600  # the summary's time (and crops/s) spans the resume
     a = load_checkpoint(tmp_path / "full" / "last.pt")["state_dict"]
     b = load_checkpoint(tmp_path / "part" / "last.pt")["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
