@@ -43,7 +43,8 @@ def update_record(runs: Path, record: Path = RECORD) -> list[dict]:
     (run folders do not outlive a machine; the record in the repository does)."""
     rows = {r["name"]: r for r in (json.loads(record.read_text()) if record.is_file() else [])}
     for summary in sorted(runs.glob("*/summary.json")):
-        rows[summary.parent.name] = stage_record(summary.parent.name, json.loads(summary.read_text()))
+        name = summary.parent.name  # keys set by hand in the record (``shipped: false``) are kept
+        rows[name] = {**rows.get(name, {}), **stage_record(name, json.loads(summary.read_text()))}
     ordered = sorted(rows.values(), key=lambda r: r["name"])
     record.write_text(json.dumps(ordered, indent=1) + "\n")
     return ordered
@@ -58,7 +59,9 @@ def stage_label(name: str) -> str:
 
 
 def stage_rows(rows: list[dict]) -> list[str]:
-    return [f"| {stage_label(r['name'])} | {r['steps']} | {r['hours']:.2f} | {r['images_per_s']} | "
+    """Table rows; a run whose record says ``"shipped": false`` (it did not beat the weights it
+    started from) is marked so."""
+    return [f"| {stage_label(r['name'])}{' (not shipped)' if r.get('shipped') is False else ''} | {r['steps']} | {r['hours']:.2f} | {r['images_per_s']} | "
             f"{r['precision']} on {r['cpu']} ({r['bf16_flags']}), {r['threads']} thread(s) | {r['best']} |" for r in rows]
 
 
