@@ -66,8 +66,9 @@ def machine_line(d: dict) -> str:
             parts.append(f"torch {m['torch']}")
         if m.get("cuda") or m.get("gpu"):
             parts.append(f"GPU {m.get('cuda') or m.get('gpu')}")
-        if m.get("threads") or m.get("torch_threads"):
-            parts.append(f"{m.get('threads') or m.get('torch_threads')} torch threads")
+        threads = d.get("threads") or m.get("threads") or m.get("torch_threads")  # the run's setting first
+        if threads:
+            parts.append(f"{threads} torch thread{'' if threads == 1 else 's'}")
         if m.get("load_average"):
             parts.append("load average " + " / ".join(f"{x:.1f}" for x in m["load_average"]) + " (1/5/15 min)")
         if m.get("load_average_1min_at_end") is not None:
@@ -75,7 +76,7 @@ def machine_line(d: dict) -> str:
     elif isinstance(m, str):
         parts.append(m)
     for key, label in (("cpu_count", "CPUs"), ("threads", "torch threads")):
-        if key in d and not (isinstance(m, dict) and (key in m or (key == "cpu_count" and "cpus" in m))):
+        if key in d and not (isinstance(m, dict) and (key in m or key == "threads" or (key == "cpu_count" and "cpus" in m))):
             parts.append(f"{d[key]} {label}")
     cmd = d.get("command")
     return "Machine: " + (", ".join(map(str, parts)) or "not recorded") + (f". Command: `{cmd}`." if cmd else ".")
