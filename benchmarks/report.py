@@ -50,6 +50,11 @@ def missing(name: str) -> list[str]:
     return [f"*Not measured yet* -- run `{COMMANDS[name]}` then `python benchmarks/report.py`.", ""]
 
 
+def threads_phrase(threads: int) -> str:
+    """``"1 torch thread"`` / ``"2 torch threads"``."""
+    return f"{threads} torch thread{'' if threads == 1 else 's'}"
+
+
 def machine_line(d: dict) -> str:
     m = d.get("machine")
     parts = []
@@ -68,16 +73,20 @@ def machine_line(d: dict) -> str:
             parts.append(f"GPU {m.get('cuda') or m.get('gpu')}")
         threads = d.get("threads") or m.get("threads") or m.get("torch_threads")  # the run's setting first
         if threads:
-            parts.append(f"{threads} torch thread{'' if threads == 1 else 's'}")
+            parts.append(threads_phrase(threads))
         if m.get("load_average"):
             parts.append("load average " + " / ".join(f"{x:.1f}" for x in m["load_average"]) + " (1/5/15 min)")
         if m.get("load_average_1min_at_end") is not None:
             parts.append(f"1-minute load average {m['load_average_1min_at_end']:.1f} at the end (other jobs running)")
-    elif isinstance(m, str):
-        parts.append(m)
-    for key, label in (("cpu_count", "CPUs"), ("threads", "torch threads")):
-        if key in d and not (isinstance(m, dict) and (key in m or key == "threads" or (key == "cpu_count" and "cpus" in m))):
-            parts.append(f"{d[key]} {label}")
+        if "cpu_count" in d and cpus is None:
+            parts.append(f"{d['cpu_count']} CPUs")
+    else:
+        if isinstance(m, str):
+            parts.append(m)
+        if "cpu_count" in d:
+            parts.append(f"{d['cpu_count']} CPUs")
+        if d.get("threads"):
+            parts.append(threads_phrase(d["threads"]))
     cmd = d.get("command")
     return "Machine: " + (", ".join(map(str, parts)) or "not recorded") + (f". Command: `{cmd}`." if cmd else ".")
 
