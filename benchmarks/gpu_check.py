@@ -59,6 +59,7 @@ class Plan:
         self.device = "cpu" if dry else "cuda"
         self.recipes = ROOT / "recipes" / ("cpu-tiny" if dry else "semimtr")
         self.steps = 3 if dry else steps
+        self.warmup, self.repeats = (1, 1) if dry else (2, 5)  # timed calls per measurement
         self.batch = {"pretrain-vision": 8, "pretrain-lm": 32, "finetune": 8} if dry else None  # None: the recipe's
         self.train_precisions = ("fp32",) if dry else ("bf16", "fp16")
         self.eval_precisions = ("fp32", "bf16") if dry else ("fp32", "bf16", "fp16")
@@ -137,17 +138,17 @@ def full_model(plan: Plan, paper: bool = False):
     return build_model("full", cfg, charset).to(plan.device), cfg
 
 
-def step_seconds(fn, repeats: int, device: str, warmup: int = 2) -> float:
-    """Median seconds of ``fn()`` after ``warmup`` calls (CUDA synchronised)."""
-    times = []
-    for k in range(warmup + repeats):
+def step_seconds(fn, plan: Plan) -> float:
+    """Median seconds of ``fn()`` over ``plan.repeats`` calls after ``plan.warmup`` (CUDA synchronised)."""
+    device, times = plan.device, []
+    for k in range(plan.warmup + plan.repeats):
         if device == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
         fn()
         if device == "cuda":
             torch.cuda.synchronize()
-        if k >= warmup:
+        if k >= plan.warmup:
             times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
@@ -168,7 +169,7 @@ def official_section(plan: Plan, repo: Path | None) -> dict:
         for name, m in (("semimtr", model), ("official", official)):
             v = Variant(name, m, precision, official=name == "official")
             v.autocast = lambda p=precision: torch.autocast(plan.device, dtype=torch.bfloat16, enabled=p == "bf16")
-            s = step_seconds(lambda: v.train_step(x, target), 5, plan.device)
+            s = step_seconds(lambda: v.train_step(x, target), plan)
             out[f"{name}_{precision}_images_per_s"] = round(plan.model_batch / s, 1)
         out[f"ratio_{precision}"] = round(out[f"semimtr_{precision}_images_per_s"] / out[f"official_{precision}_images_per_s"], 3)
     return out
@@ -185,7 +186,7 @@ def eval_section(plan: Plan) -> dict:
         def run():
             with torch.no_grad(), torch.autocast(plan.device, dtype=dtype or torch.float32, enabled=dtype is not None):
                 model(x)
-        out[precision] = round(plan.eval_batch / step_seconds(run, 5, plan.device), 1)
+        out[precision] = round(plan.eval_batch / step_seconds(run, plan), 1)
     return {"batch": plan.eval_batch, "images_per_s": out}
 
 
@@ -202,12 +203,12 @@ def compile_section(plan: Plan) -> dict:
         loss.backward()
         vision.zero_grad(set_to_none=True)
 
-    eager = step_seconds(lambda: step(vision), 5, plan.device)
+    eager = step_seconds(lambda: step(vision), plan)
     compiled = torch.compile(vision, backend=plan.compile_backend)
     t0 = time.time()
     step(compiled)  # compilation happens here
     compile_s = time.time() - t0
-    fast = step_seconds(lambda: step(compiled), 5, plan.device)
+    fast = step_seconds(lambda: step(compiled), plan)
     return {"backend": plan.compile_backend, "eager_images_per_s": round(plan.model_batch / eager, 1),
             "compiled_images_per_s": round(plan.model_batch / fast, 1), "speedup": round(eager / fast, 3),
             "compile_seconds": round(compile_s, 1)}
@@ -261,14 +262,14 @@ def ddp_section(plan: Plan) -> dict:
         F.cross_entropy(m(x).logits.flatten(0, 1), target).backward()
         vision.zero_grad(set_to_none=True)
 
-    bare = step_seconds(lambda: step(vision), 5, plan.device)
+    bare = step_seconds(lambda: step(vision), plan)
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
     os.environ["MASTER_PORT"] = str(free_port())
     dist.init_process_group(plan.ddp_backend, rank=0, world_size=1)
     try:
         wrapped = torch.nn.parallel.DistributedDataParallel(
             vision, device_ids=[torch.cuda.current_device()] if plan.device == "cuda" else None)
-        ddp = step_seconds(lambda: step(wrapped), 5, plan.device)
+        ddp = step_seconds(lambda: step(wrapped), plan)
     finally:
         dist.destroy_process_group()
     return {"backend": plan.ddp_backend, "bare_s_per_step": round(bare, 4), "ddp_s_per_step": round(ddp, 4),
