@@ -62,7 +62,7 @@ def machine_line(d: dict) -> str:
         if m.get("cpu"):  # runtime.machine_record
             flags = ", ".join(m.get("cpu_flags") or []) or "none of the bf16/AMX/AVX-512 flags"
             parts.append(f"{m['cpu']} ({m.get('cores')} cores; flags {flags})")
-        cpus = m.get("cpus", m.get("cpu_count"))
+        cpus = m.get("cpus", m.get("cpu_count")) or d.get("cpu_count")  # the record's count, else the run's
         if cpus:
             parts.append(f"{cpus} CPUs")
         if m.get("platform"):
@@ -78,8 +78,6 @@ def machine_line(d: dict) -> str:
             parts.append("load average " + " / ".join(f"{x:.1f}" for x in m["load_average"]) + " (1/5/15 min)")
         if m.get("load_average_1min_at_end") is not None:
             parts.append(f"1-minute load average {m['load_average_1min_at_end']:.1f} at the end (other jobs running)")
-        if "cpu_count" in d and cpus is None:
-            parts.append(f"{d['cpu_count']} CPUs")
     else:
         if isinstance(m, str):
             parts.append(m)
