@@ -46,7 +46,8 @@ HEADS = ("alignment", "vision", "language")
 BEGIN, END = "<!-- BEGIN adapt_gain (benchmarks/adapt_gain.py) -->", "<!-- END adapt_gain -->"
 
 
-ORACLE_SETS = ("unlabeled-with-labels", 5000, 12, [])  # the unlabeled crops again (same seed), labels kept
+# the unlabeled crops again (their count and seed), labels kept
+ORACLE_SETS = next(("unlabeled-with-labels", count, base, []) for name, count, base, _ in SETS if name == "unlabeled")
 ORACLE_OVERRIDES = ["--set", "data.labeled=[data/dotmatrix/labeled,data/dotmatrix/unlabeled-with-labels]",
                     "--set", "train.batch_size=48"]  # every crop SemiMTR sees per step, all labeled
 
@@ -58,9 +59,9 @@ def commands(seed: int, threads: int, oracle: bool = False) -> list[tuple[str, l
     out = [(f"synth {name}", ["semimtr", "synth", "--style", "dotmatrix", "--out", f"data/dotmatrix/{name}", "--count",
                               str(count), "--seed", str(base + 100 * seed), "--lmdb", *extra], f"data/dotmatrix/{name}")
            for name, count, base, extra in sets]
-    arms = {"supervised": [], "semimtr": [], **({"oracle": ORACLE_OVERRIDES} if oracle else {})}
-    for arm, overrides in arms.items():
-        recipe = "supervised" if arm == "oracle" else arm
+    arms = {"supervised": ("supervised", []), "semimtr": ("semimtr", []),  # arm: (recipe, overrides)
+            **({"oracle": ("supervised", ORACLE_OVERRIDES)} if oracle else {})}
+    for arm, (recipe, overrides) in arms.items():
         out.append((f"finetune {arm}", ["semimtr", "finetune", "--recipe", str(ROOT / "recipes" / "adapt" / f"{recipe}.yaml"),
                                         "--out", f"runs/adapt-{arm}", "--seed", str(seed), "--threads", str(threads),
                                         *overrides], f"runs/adapt-{arm}"))
