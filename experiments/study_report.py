@@ -161,7 +161,8 @@ def plot_pseudo(study: dict, regimes: list[str], path: Path) -> None:
         ax.set_xlabel("threshold (every slot above it)")
         ax.set_ylabel("%")
         ax.set_title(f"regime {regime}: pseudo-labels of the unlabeled pool")
-        ax.legend(fontsize=6)
+        if ax.get_legend_handles_labels()[0]:  # no finished run: an empty panel, no legend
+            ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -113,6 +113,7 @@ def test_text_corpus_keeps_every_occurrence_in_order_and_counts_skips_per_occurr
     assert ds.stats.kept == 5 and ds.stats.total == 8
     assert ds.stats.skipped == {"empty after normalisation": 2, "shorter than 2 characters": 1}
     assert [int(ds[i]["length"]) for i in range(len(ds))] == [4, 4, 4, 4, 4]
+    assert ds.distinct_words() == ["cat", "the"]  # "Cat" and "cat" normalise to one word
 
 
 def test_text_corpus_formats(tmp_path):

@@ -121,7 +121,8 @@ class TextCorpusDataset(Dataset):
                 index.append(k)
         if not index:
             raise SemimtrError(f"{source}: no usable word (of {len(words)}) after normalisation: {self.stats.skipped}")
-        self._ids = np.asarray(distinct, dtype=dtype)[np.asarray(index, dtype=np.int64)]
+        self._rows = np.asarray(distinct, dtype=dtype)  # (D, max_length) each raw word's ids, once
+        self._ids = self._rows[np.asarray(index, dtype=np.int64)]
         self._lengths = (self._ids != 0).sum(axis=1).astype(np.int64) + 1
         self.stats.kept = len(index)
 
@@ -136,8 +137,12 @@ class TextCorpusDataset(Dataset):
         return self.charset.decode(self._ids[i])
 
     def distinct_words(self) -> list[str]:
-        """Every distinct word once, in id order (a corpus of occurrences holds repeats)."""
-        return [self.charset.decode(row) for row in np.unique(self._ids, axis=0)]
+        """Every distinct word once, in id order (a corpus of occurrences holds repeats).
+
+        Deduplicates the rows of the distinct raw words (two raw words may normalise to one),
+        not the occurrences: the same answer, without sorting every occurrence.
+        """
+        return [self.charset.decode(row) for row in np.unique(self._rows, axis=0)]
 
     def __getitem__(self, key) -> dict:
         i, draw = (int(key[0]), int(key[1])) if isinstance(key, (tuple, list)) else (int(key), int(key))
