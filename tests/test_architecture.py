@@ -120,3 +120,14 @@ def test_the_cli_starts_without_importing_timm_or_torchvision():
     code = "import sys, semimtr_cli.cli.app, semimtr_cli.model.factory; print(sorted({'timm', 'torchvision'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_help_does_not_import_torch():
+    """`semimtr --help` and every command's --help come without torch (3-5 s of import on 2 cores):
+    command modules import it inside their bodies."""
+    import subprocess
+    import sys
+
+    code = "import sys, semimtr_cli.cli.app; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

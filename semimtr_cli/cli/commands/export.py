@@ -10,7 +10,6 @@ import typer
 from semimtr_cli.cli import ui
 from semimtr_cli.cli.commands.options import json_option, summary_console, write_json
 from semimtr_cli.core.errors import UsageError
-from semimtr_cli.core.runtime import INT8_HINT
 
 JsonOpt = json_option("the export report")
 
@@ -35,6 +34,8 @@ def command(
     from dataclasses import asdict
 
     if int8:
+        from semimtr_cli.core.runtime import INT8_HINT  # imports torch: not at module level (fast --help)
+
         raise UsageError(INT8_HINT, param="int8")
     if check < 0:
         raise UsageError(f"--check must be >= 0, got {check}")
