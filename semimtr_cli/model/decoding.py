@@ -81,18 +81,31 @@ def teacher_targets(
     *,
     one_hot: bool = True,
     threshold: float | None = None,
+    threshold_scope: str = "slot",
     stop_gradient: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Pseudo-labels from one teacher head (official ``create_teacher_labels``).
 
+    ``threshold_scope``: ``"slot"`` (official) keeps each slot whose max prob is above
+    ``threshold``; ``"word"`` keeps a word's slots only if every slot of the word (stop slot
+    included) is above it, and drops the whole word otherwise.
+
     Returns:
         (target, lengths, slot_mask): target is (N, T) argmax ids when ``one_hot`` else
         (N, T, C) softmax probabilities; lengths = the head's predicted lengths (stop slot
-        included); slot_mask = (N, T) float, 1 where max prob > threshold (None if no threshold).
+        included); slot_mask = (N, T) float, 1 where the slot is kept (None if no threshold).
     """
+    if threshold_scope not in ("slot", "word"):
+        raise ValueError(f"threshold_scope must be slot or word, got {threshold_scope!r}")
     logits = head.logits.detach() if stop_gradient else head.logits
     probs = F.softmax(upcast(logits), dim=-1)
     max_prob, argmax = probs.max(dim=-1)
     target = argmax if one_hot else probs
-    mask = None if threshold is None else (max_prob > threshold).float().detach()
-    return target, head.lengths.detach(), mask
+    lengths = head.lengths.detach()
+    if threshold is None:
+        return target, lengths, None
+    confident = max_prob.detach() > threshold
+    if threshold_scope == "word":
+        in_word = kept_slots(lengths, confident.shape[1])
+        confident = (confident | ~in_word).all(dim=1, keepdim=True).expand_as(confident)
+    return target, lengths, confident.float()

@@ -97,7 +97,8 @@ class Finetune(Stage):
         total, parts = losses.finetune_objective(
             teacher, student, target, lengths, consistency_weight=cfg.weight, supervise_teacher=self.supervise_teacher,
             pairing=cfg.pairing, student_heads=cfg.student_heads, one_hot=cfg.one_hot, kl=cfg.kl,
-            threshold=cfg.threshold, stop_gradient=cfg.stop_gradient, iteration_reduction=cfg.iteration_reduction)
+            threshold=cfg.threshold, threshold_scope=cfg.threshold_scope, stop_gradient=cfg.stop_gradient,
+            iteration_reduction=cfg.iteration_reduction)
         return total, parts
 
     def predict_heads(self, model, images):

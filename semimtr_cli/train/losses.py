@@ -246,6 +246,7 @@ def consistency_loss(
     one_hot: bool = True,
     kl: bool = False,
     threshold: float | None = None,
+    threshold_scope: str = "slot",
     stop_gradient: bool = True,
     iteration_reduction: IterationReduction = "official",
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -263,6 +264,8 @@ def consistency_loss(
         kl: KL divergence instead of CE.
         threshold: if set (paper option 0.9), slots whose teacher max prob is not above it
             contribute 0, while the divisor still counts them.
+        threshold_scope: ``"slot"`` (official: the cut applies slot by slot) or ``"word"`` (a
+            word's slots count only if all of them pass the cut).
         stop_gradient: detach the teacher logits (always effectively true when ``one_hot``).
         iteration_reduction: how a student head's iterations are combined. ``"official"``
             reproduces the official code: the per-iteration CEs are *summed* (so alignment and
@@ -302,7 +305,8 @@ def consistency_loss(
             continue
         if teacher_name not in cached:
             cached[teacher_name] = teacher_targets(teacher_its[-1], one_hot=one_hot,
-                                                   threshold=threshold, stop_gradient=stop_gradient)
+                                                   threshold=threshold, threshold_scope=threshold_scope,
+                                                   stop_gradient=stop_gradient)
         target, lengths, mask = cached[teacher_name]
         if rule == "mean":
             term = head_ce(iterations, target, lengths, mask, kl=kl)

@@ -373,6 +373,19 @@ def test_consistency_threshold_mask_reduces_loss_and_keeps_divisor():
     assert mask.sum().item() == 1 and target[0, 0].item() == 2 and lengths.tolist() == [3, 5]
 
 
+def test_word_threshold_keeps_only_words_confident_in_every_slot():
+    teacher, _ = make_pair()  # lengths [3, 5] (stop slot included)
+    teacher.vision.logits.zero_()
+    teacher.vision.logits[0, :3, 2] = 20.0   # word 0: its three slots confident, slots past its end not
+    teacher.vision.logits[1, :4, 2] = 20.0   # word 1: four of its five slots confident
+    _, _, slot_mask = teacher_targets(teacher.vision, threshold=0.9)
+    _, _, word_mask = teacher_targets(teacher.vision, threshold=0.9, threshold_scope="word")
+    assert slot_mask[1, :4].sum().item() == 4
+    assert word_mask[0].all() and not word_mask[1].any()
+    with pytest.raises(ValueError, match="threshold_scope"):
+        teacher_targets(teacher.vision, threshold=0.9, threshold_scope="sentence")
+
+
 def test_consistency_pairing_selects_heads():
     teacher, student = make_pair()
     _, parts = consistency_loss(teacher, student, pairing="vision", student_heads="alignment")
