@@ -122,12 +122,15 @@ def test_the_cli_starts_without_importing_timm_or_torchvision():
     assert out.strip() == "[]"
 
 
-def test_help_does_not_import_torch():
-    """`semimtr --help` and every command's --help come without torch (3-5 s of import on 2 cores):
-    command modules import it inside their bodies."""
+def test_help_and_synth_do_not_import_torch(tmp_path):
+    """`semimtr --help`, every command's --help and `semimtr synth` (LMDB output included) come
+    without torch (2-5 s of import on 2 cores): command modules import it inside their bodies."""
     import subprocess
     import sys
 
-    code = "import sys, semimtr_cli.cli.app; print('torch' in sys.modules)"
+    code = ("import sys; from typer.testing import CliRunner; from semimtr_cli.cli.app import app; "
+            "before = 'torch' in sys.modules; "
+            f"r = CliRunner().invoke(app, ['synth', '--out', {str(tmp_path / 's')!r}, '--count', '3', '--lmdb', "
+            "'--workers', '0']); print(before, r.exit_code, 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "False"
+    assert out.split() == ["False", "0", "False"]

@@ -15,7 +15,6 @@ from PIL import Image, ImageDraw
 from semimtr_cli.core.errors import SemimtrError
 from semimtr_cli.core.fsutil import atomic_path
 from semimtr_cli.data.files import list_images
-from semimtr_cli.data.image import decode_image
 from semimtr_cli.data.lmdb.io import LmdbReader, is_lmdb_dir
 from semimtr_cli.data.synth.generate import draw_sample, plan_synth
 
@@ -30,6 +29,8 @@ def _evenly(n: int, count: int) -> list[int]:
 
 def real_crops(source: str | Path, count: int) -> list[Image.Image]:
     """Up to ``count`` crops, evenly spaced, from a folder of images, a labels file's folder or an LMDB."""
+    from semimtr_cli.data.image import decode_image  # imports torch: only when real crops are asked for
+
     source = Path(source)
     if is_lmdb_dir(source):
         reader = LmdbReader(source)
