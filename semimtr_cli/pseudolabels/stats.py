@@ -89,9 +89,9 @@ def slot_stats(head, thresholds: Sequence[float]) -> tuple[np.ndarray, np.ndarra
     passed = np.zeros((n, len(thresholds)), dtype=np.int64)
     for k, thr in enumerate(thresholds):
         _, _, mask = teacher_targets(head, one_hot=True, threshold=thr)
-        ok = mask.bool() & within
-        passed[:, k] = ok.sum(dim=1).numpy()
-        kept[:, k] = (ok | ~within).all(dim=1).numpy()
+        passed[:, k] = (mask.bool() & within).sum(dim=1).numpy()
+        _, _, word = teacher_targets(head, one_hot=True, threshold=thr, threshold_scope="word")
+        kept[:, k] = word[:, 0].bool().numpy()  # the word rule of fine-tuning's threshold_scope: word
     return lengths.numpy(), min_prob.numpy(), kept, passed
 
 
