@@ -241,6 +241,7 @@ def test_replan_scales_observed_kinds_and_never_speeds_up_unseen_ones(tmp_path):
     assert "train.max_steps=%d" % ft[0].steps in ft[0].spec["overrides"]
 
 
+@pytest.mark.slow
 def test_quick_study_keeps_budget_and_writes_page(tmp_path):
     out = tmp_path / "study"
     page = tmp_path / "docs" / "results.md"
