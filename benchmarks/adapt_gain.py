@@ -39,6 +39,7 @@ from study_report import mean_ci  # noqa: E402
 
 from semimtr_cli.core.fsutil import atomic_write_json, atomic_write_text  # noqa: E402
 from semimtr_cli.core.runtime import machine_record  # noqa: E402
+from semimtr_cli.data.lmdb.io import is_lmdb_dir  # noqa: E402
 
 SETS = (("labeled", 500, 11, []), ("unlabeled", 5000, 12, ["--unlabeled"]), ("valid", 500, 13, []), ("test", 1000, 14, []))
 MODELS = ("default", "supervised", "semimtr", "oracle")
@@ -47,15 +48,15 @@ BEGIN, END = "<!-- BEGIN adapt_gain (benchmarks/adapt_gain.py) -->", "<!-- END a
 
 
 # the unlabeled crops again (their count and seed), labels kept
-ORACLE_SETS = next(("unlabeled-with-labels", count, base, []) for name, count, base, _ in SETS if name == "unlabeled")
-ORACLE_OVERRIDES = ["--set", "data.labeled=[data/dotmatrix/labeled,data/dotmatrix/unlabeled-with-labels]",
+ORACLE_SET = next(("unlabeled-with-labels", count, base, []) for name, count, base, _ in SETS if name == "unlabeled")
+ORACLE_OVERRIDES = ["--set", f"data.labeled=[data/dotmatrix/labeled,data/dotmatrix/{ORACLE_SET[0]}]",
                     "--set", "train.batch_size=48"]  # every crop SemiMTR sees per step, all labeled
 
 
 def commands(seed: int, threads: int, oracle: bool = False) -> list[tuple[str, list[str], str | None]]:
     """(name, argv, output path or None) of the quickstart's steps 2-4 for ``seed``, run in the seed's
     folder; ``oracle`` adds the labeled copy of the unlabeled crops and the oracle fine-tuning."""
-    sets = SETS + ((ORACLE_SETS,) if oracle else ())
+    sets = SETS + ((ORACLE_SET,) if oracle else ())
     out = [(f"synth {name}", ["semimtr", "synth", "--style", "dotmatrix", "--out", f"data/dotmatrix/{name}", "--count",
                               str(count), "--seed", str(base + 100 * seed), "--lmdb", *extra], f"data/dotmatrix/{name}")
            for name, count, base, extra in sets]
@@ -73,7 +74,7 @@ def commands(seed: int, threads: int, oracle: bool = False) -> list[tuple[str, l
 
 def finished(path: Path) -> bool:
     """Whether ``path`` is a complete output of an earlier run: an LMDB, or a run folder with its summary."""
-    return (path / "data.mdb").is_file() or (path / "summary.json").is_file()
+    return is_lmdb_dir(path) or (path / "summary.json").is_file()
 
 
 def accuracies(eval_json: Path) -> dict[str, dict[str, float]]:

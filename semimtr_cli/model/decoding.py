@@ -106,6 +106,11 @@ def teacher_targets(
         return target, lengths, None
     confident = max_prob.detach() > threshold
     if threshold_scope == "word":
-        in_word = kept_slots(lengths, confident.shape[1])
-        confident = (confident | ~in_word).all(dim=1, keepdim=True).expand_as(confident)
+        confident = whole_words(confident, lengths).unsqueeze(1).expand_as(confident)
     return target, lengths, confident.float()
+
+
+def whole_words(confident: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """(N,) bool: every slot of word i (its first ``lengths[i]`` slots, stop slot included) is
+    confident; ``confident`` is (N, T) bool. The word rule of ``threshold_scope="word"``."""
+    return (confident | ~kept_slots(lengths, confident.shape[1])).all(dim=1)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from semimtr_cli.core.errors import UsageError
-from semimtr_cli.model.decoding import kept_slots, teacher_targets
+from semimtr_cli.model.decoding import kept_slots, teacher_targets, whole_words
 
 DEFAULT_THRESHOLDS = (0.5, 0.7, 0.9, 0.95, 0.99)
 
@@ -90,8 +90,7 @@ def slot_stats(head, thresholds: Sequence[float]) -> tuple[np.ndarray, np.ndarra
     for k, thr in enumerate(thresholds):
         _, _, mask = teacher_targets(head, one_hot=True, threshold=thr)
         passed[:, k] = (mask.bool() & within).sum(dim=1).numpy()
-        _, _, word = teacher_targets(head, one_hot=True, threshold=thr, threshold_scope="word")
-        kept[:, k] = word[:, 0].bool().numpy()  # the word rule of fine-tuning's threshold_scope: word
+        kept[:, k] = whole_words(mask.bool(), lengths).numpy()  # fine-tuning's threshold_scope: word
     return lengths.numpy(), min_prob.numpy(), kept, passed
 
 
