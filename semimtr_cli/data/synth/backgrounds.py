@@ -77,7 +77,7 @@ def procedural_background(rng: np.random.Generator, colour: np.ndarray, h: int, 
     base = np.broadcast_to(colour.astype(np.float32), (h, w, 3))
     if kind == "plain":
         return base.copy()
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    ys, xs = np.arange(h, dtype=np.float32)[:, None], np.arange(w, dtype=np.float32)[None, :]  # broadcast as a grid
     strength = rng.uniform(0.04, 0.16)
     if kind == "gradient":
         theta = rng.uniform(0, 2 * math.pi)

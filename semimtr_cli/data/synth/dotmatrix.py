@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from semimtr_cli.data.synth.backgrounds import procedural_background
-from semimtr_cli.data.synth.render import noise_and_jpeg, text_masks, tilt_corners
+from semimtr_cli.data.synth.render import noise_and_jpeg, rgb_image, text_masks, tilt_corners
 
 CELL = 5  # supersampled pixels per dot cell
 LED_COLOURS = np.array([  # lit-dot colours of LED displays (RGB, 0..1)
@@ -115,7 +115,7 @@ def render_dotmatrix(text: str, font_path: str, rng: np.random.Generator, height
     else:
         (lit,) = _tilted([lit], rng)
         canvas = _ink(rng, lit)
-    img = Image.fromarray(np.clip(canvas * 255.0 + 0.5, 0, 255).astype(np.uint8), "RGB")
+    img = rgb_image(canvas)
     width = max(height // 2, int(round(img.width * height / img.height)))
     img = img.resize((width, height), Image.Resampling.BOX)
     if rng.uniform() < 0.3:

@@ -285,7 +285,7 @@ def _compose(
         o_col = _tinted(rng, o_lum, spec.tint).astype(np.float32)
         canvas = canvas * (1 - o_alpha) + o_col * o_alpha
     canvas = canvas * (1 - alpha) + fg * alpha
-    return Image.fromarray(np.clip(canvas * 255.0 + 0.5, 0, 255).astype(np.uint8), "RGB")
+    return rgb_image(canvas)
 
 
 def _resize_to_height(rng: np.random.Generator, spec: StyleSpec, img: Image.Image, height: int) -> tuple[Image.Image, str | None]:
@@ -320,6 +320,13 @@ def _degrade(rng: np.random.Generator, spec: StyleSpec, img: Image.Image, blur: 
     return noise_and_jpeg(rng, img, spec.noise_sigma, spec.jpeg_prob, spec.jpeg_quality)
 
 
+def rgb_image(canvas: np.ndarray) -> Image.Image:
+    """(h, w, 3) float levels in [0, 1] -> RGB image, rounded to 8 bits (``canvas`` is used up: scaled in place)."""
+    canvas *= 255.0
+    canvas += 0.5
+    return Image.fromarray(np.clip(canvas, 0, 255, out=canvas).astype(np.uint8), "RGB")
+
+
 def noise_and_jpeg(rng: np.random.Generator, img: Image.Image, noise_sigma: tuple[float, float], jpeg_prob: float,
                    jpeg_quality: tuple[int, int]) -> Image.Image:
     """Grey sensor noise (sigma drawn from ``noise_sigma``, 0..255 units; skipped below 0.5), then
@@ -327,8 +334,10 @@ def noise_and_jpeg(rng: np.random.Generator, img: Image.Image, noise_sigma: tupl
     sigma = rng.uniform(*noise_sigma)
     if sigma > 0.5:
         width, height = img.size
-        arr = np.asarray(img, np.float32) + rng.normal(0, sigma, (height, width, 1)).astype(np.float32)
-        img = Image.fromarray(np.clip(arr + 0.5, 0, 255).astype(np.uint8), "RGB")
+        arr = np.asarray(img, np.float32)  # a new, writable array
+        arr += rng.normal(0, sigma, (height, width, 1)).astype(np.float32)
+        arr += 0.5
+        img = Image.fromarray(np.clip(arr, 0, 255, out=arr).astype(np.uint8), "RGB")
     if rng.uniform() < jpeg_prob:
         buf = io.BytesIO()
         img.save(buf, "JPEG", quality=int(rng.integers(*jpeg_quality)))

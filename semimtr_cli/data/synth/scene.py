@@ -28,7 +28,7 @@ from PIL import Image, ImageFilter
 
 from semimtr_cli.data.synth.backgrounds import image_background, procedural_background
 from semimtr_cli.data.synth.colors import LUMA, sample_pair
-from semimtr_cli.data.synth.render import noise_and_jpeg, random_pair, text_masks, tilt_corners
+from semimtr_cli.data.synth.render import noise_and_jpeg, rgb_image, random_pair, text_masks, tilt_corners
 
 
 @dataclass(frozen=True)
@@ -163,18 +163,24 @@ def _surface(rng, spec: SceneSpec, alphas: list, size: tuple[int, int], backgrou
         dx, dy = (int(v) for v in rng.integers(1, 4, 2) * rng.choice([-1, 1], 2))
         blurred = np.asarray(Image.fromarray((_shifted(solid, dx, dy)[..., 0] * 255).astype(np.uint8))
                              .filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 2.0))), np.float32)[..., None] / 255
-        canvas = canvas * (1 - blurred * rng.uniform(0.4, 0.8))
+        canvas *= 1 - blurred * rng.uniform(0.4, 0.8)
     elif effect < spec.shadow_prob + spec.extrusion_prob:
         depth, (sx, sy) = int(rng.integers(2, 6)), rng.choice([-1, 1], 2)
         side = _contrast_colour(rng, bg, fg) * 0.6 + fg * 0.4
         for k in range(depth, 0, -1):
-            layer = _shifted(solid, int(sx * k), int(sy * k))
-            canvas = canvas * (1 - layer) + side * layer
+            _paint(canvas, _shifted(solid, int(sx * k), int(sy * k)), side)
     if edge is not None:
-        canvas = canvas * (1 - edge) + _contrast_colour(rng, bg, fg) * edge
+        _paint(canvas, edge, _contrast_colour(rng, bg, fg))
     if distract is not None:
-        canvas = canvas * (1 - distract) + fg * distract
-    return canvas * (1 - text) + fg * text
+        _paint(canvas, distract, fg)
+    return _paint(canvas, text, fg)
+
+
+def _paint(canvas: np.ndarray, alpha: np.ndarray, colour: np.ndarray) -> np.ndarray:
+    """``canvas * (1 - alpha) + colour * alpha`` written into ``canvas`` (h, w, 3), which it returns."""
+    canvas *= 1 - alpha
+    canvas += colour * alpha
+    return canvas
 
 
 def _camera(rng, spec: SceneSpec, img: Image.Image, height: int) -> Image.Image:
@@ -215,5 +221,5 @@ def render_scene(text: str, font_path: str, rng: np.random.Generator, height: in
         m.transform((out_w, out_h), Image.Transform.PERSPECTIVE, coeffs, Image.Resampling.BILINEAR, fillcolor=0),
         np.float32)[..., None] / 255.0 for m in masks]
     canvas = _surface(rng, spec, alphas, (out_w, out_h), backgrounds)
-    img = Image.fromarray(np.clip(canvas * 255.0 + 0.5, 0, 255).astype(np.uint8), "RGB")
+    img = rgb_image(canvas)
     return _camera(rng, spec, img, height)
