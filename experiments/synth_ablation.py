@@ -18,6 +18,13 @@ augmentation ramp), on streamed synthetic crops only; only the generator changes
   pairs; plain backgrounds without border, shadow or extrusion; no neighbouring text and no crop
   that cuts into a letter; no curve, resolution loss, blur, noise or JPEG.
 
+Two more rows, run only when named in ``--only``, ask what the full generator's crops teach a
+larger model in the same 6000 x 32 crops (the synthetic-data issue's target; :data:`TARGETS`):
+
+* ``all-wide``: ``all``'s crops and recipe, the shipped model's vision size (3.4 M parameters);
+* ``shipped-synth``: the shipped model's own vision stages, 1a (1500 steps of clean crops) then 1b
+  (4500 steps of scene + clean crops), without the real training splits 1b also reads.
+
 Real crops (``experiments/prepare_real_crops.py``) are only scored: ``REAL/valid`` every
 ``eval_every`` steps (the curve), ``REAL/test`` once with the run's last checkpoint (the table);
 no checkpoint is chosen on either. A variant whose folder holds ``summary.json`` is done, one
@@ -65,6 +72,23 @@ VARIANTS = {
 }
 
 
+# The issue's target run: the full generator (``all``'s crops), the same 6000 x 32 crops, synthetic
+# only, with a larger model. Each is a list of stages (recipe, --set overrides); a stage starts
+# from the previous stage's last.pt ("{prev}") and the last stage's last.pt is scored.
+DEFAULT = ROOT / "recipes" / "default"
+WIDE = ["model.resnet_stem_channels=16", "model.resnet_channels=[16,32,64,128,256]", "model.d_model=256",
+        "model.nhead=4", "model.d_inner=512", "model.attention_channels=64"]  # the shipped model's vision size
+TARGETS = {
+    # the study recipe and all's crops, the shipped model's vision size (3.4 M parameters) from scratch
+    "all-wide": [(RECIPE, [f"data.labeled_synth={VARIANTS['all']}", "data.weights=[1.0]", "train.max_steps=6000", *WIDE])],
+    # the shipped model's vision stages 1a (1500 steps of clean crops) and 1b (4500 of scene + clean),
+    # without the real training splits 1b adds
+    "shipped-synth": [(DEFAULT / "pretrain_vision_a.yaml", []),
+                      (DEFAULT / "pretrain_vision_b.yaml", ["data.labeled=[]", "train.max_steps=4500",
+                                                             "train.eval_every=500", "init.vision={prev}/last.pt"])],
+}
+
+
 def preview(name: str, path: Path, count: int = 40) -> Path:
     """A grid of the first ``count`` crops of the variant's last source (wild or scene), 160 colours."""
     source = build(DataConfig, {"labeled_synth": yaml.safe_load(VARIANTS[name])}, "data").labeled_synth[-1]
@@ -76,18 +100,31 @@ def preview(name: str, path: Path, count: int = 40) -> Path:
     return path
 
 
-def train(runs: Path, name: str, real: Path, steps: int, threads: int) -> Path:
-    out = runs / name
+def _run(out: Path, recipe: Path, sets: list[str], real: Path, threads: int) -> None:
+    """One ``pretrain-vision`` run into ``out`` (resumed when its last.pt exists, skipped when done)."""
     if (out / "summary.json").is_file():
-        return out
+        return
     if (out / "last.pt").is_file():
         args = ["--resume", str(out)]
     else:
-        args = ["--recipe", str(RECIPE), "--out", str(out), "--threads", str(threads),
-                "--set", f"data.labeled_synth={VARIANTS[name]}", "--set", "data.weights=[1.0]",
-                "--set", f"data.valid=[{real / 'valid'}]", "--set", f"train.max_steps={steps}"]
+        args = ["--recipe", str(recipe), "--out", str(out), "--threads", str(threads),
+                "--set", f"data.valid=[{real / 'valid'}]"]
+        for item in sets:
+            args += ["--set", item]
     subprocess.run(["semimtr", "pretrain-vision", *args], check=True)
-    return out
+
+
+def train(runs: Path, name: str, real: Path, steps: int, threads: int) -> list[Path]:
+    """The variant's run folders, in order (one per stage); the last one's last.pt is scored."""
+    if name in TARGETS:
+        stages = [runs / f"{name}-{k + 1}" for k in range(len(TARGETS[name]))]
+        for k, (recipe, sets) in enumerate(TARGETS[name]):
+            prev = str(stages[k - 1]) if k else ""
+            _run(stages[k], recipe, [item.replace("{prev}", prev) for item in sets], real, threads)
+        return stages
+    _run(runs / name, RECIPE, [f"data.labeled_synth={VARIANTS[name]}", "data.weights=[1.0]",
+                               f"train.max_steps={steps}"], real, threads)
+    return [runs / name]
 
 
 def score(run: Path, real: Path, threads: int) -> dict:
@@ -101,17 +138,22 @@ def score(run: Path, real: Path, threads: int) -> dict:
             for k in ("evaluated", "accuracy", "one_minus_ned", "char_accuracy")}
 
 
-def curve(run: Path) -> list[dict]:
-    """[{step, vision}]: word accuracy (%) on REAL/valid at each of the run's evaluations."""
-    rows = (json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines())
-    return [{"step": r["step"], "vision": round(r["vision"], 2)} for r in rows if r.get("event") == "valid"]
+def curve(runs: list[Path]) -> list[dict]:
+    """[{step, vision}]: word accuracy (%) on REAL/valid at each evaluation of the runs in order,
+    a later stage's steps counted on from the end of the one before."""
+    points, offset = [], 0
+    for run in runs:
+        rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        points += [{"step": offset + r["step"], "vision": round(r["vision"], 2)} for r in rows if r.get("event") == "valid"]
+        offset += max(r["step"] for r in rows if "step" in r)
+    return points
 
 
 def table(report: dict) -> str:
     """The docs table: one row per variant run so far, in VARIANTS order."""
     lines = ["| variant | word acc. % (held-out real) | 1-NED % | validation curve (word acc. %, steps 1000, 2000, ...) |",
              "|---|---|---|---|"]
-    for name in VARIANTS:
+    for name in [*VARIANTS, *TARGETS]:
         v = report["variants"].get(name)
         if v:
             points = ", ".join(f"{p['vision']:.1f}" for p in v["curve"] if p["step"] % 1000 == 0)
@@ -123,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=Path, default=Path("runs/synth_ablation"), help="run folders (keep them outside the work tree)")
     ap.add_argument("--real", type=Path, default=ROOT / "data" / "real")
-    ap.add_argument("--only", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    ap.add_argument("--only", nargs="+", choices=[*VARIANTS, *TARGETS], default=list(VARIANTS),
+                    help="variants to run (default: the generator ablation; the target rows %s only when named)" % ", ".join(TARGETS))
     ap.add_argument("--steps", type=int, default=6000)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--previews", type=Path, default=None,
@@ -131,14 +174,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=ROOT / "experiments" / "results" / "synth_ablation.json")
     args = ap.parse_args(argv)
     if args.previews:
-        for name in args.only:
+        for name in [n for n in args.only if n in VARIANTS]:
             print(preview(name, args.previews / f"ablation-{name}.png"))
         return 0
     report = json.loads(args.json.read_text()) if args.json.is_file() else {"variants": {}}
     for name in args.only:
-        run = train(args.runs, name, args.real, args.steps, args.threads)
-        report["variants"][name] = {"sources": VARIANTS[name], "steps": args.steps, "test": score(run, args.real, args.threads),
-                                    "curve": curve(run), "machine": machine_record()}
+        runs = train(args.runs, name, args.real, args.steps, args.threads)
+        recipe = (VARIANTS[name] if name in VARIANTS
+                  else " then ".join(f"{r.relative_to(ROOT)} {' '.join(sets)}".strip() for r, sets in TARGETS[name]))
+        report["variants"][name] = {"sources": recipe, "steps": curve(runs)[-1]["step"],
+                                    "test": score(runs[-1], args.real, args.threads),
+                                    "curve": curve(runs), "machine": machine_record()}
         report["command"] = "python experiments/synth_ablation.py " + " ".join(sys.argv[1:] if argv is None else argv)
         atomic_write_json(args.json, report)
         print(name, json.dumps(report["variants"][name]["test"]), flush=True)

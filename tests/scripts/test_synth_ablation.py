@@ -46,3 +46,21 @@ def test_variants_are_recipe_sources_that_change_one_part_each():
     assert changed["no-distractors"] == {"neighbour_prob", "line_prob", "pad_x"}
     assert {"curve_prob", "jpeg_prob", "noise_sigma", "blur_prob"} <= changed["no-camera"]
     assert all(not (changed[a] & changed[b]) for a in changed for b in changed if a < b)  # parts do not overlap
+
+
+def test_target_rows_load_as_recipes_with_synthetic_crops_only():
+    from semimtr_cli.train.recipe import load_recipe
+
+    module = _module()
+    (wide,) = module.TARGETS["all-wide"]
+    recipe = load_recipe(wide[0], wide[1])
+    assert recipe.data.labeled_synth == _sources(module.VARIANTS["all"]) and recipe.data.labeled == []
+    assert recipe.model.d_model == 256 and recipe.train.max_steps == 6000
+    first, second = module.TARGETS["shipped-synth"]
+    steps = 0
+    for recipe_path, sets in (first, second):
+        recipe = load_recipe(recipe_path, [s.replace("{prev}", "/runs/x") for s in sets])
+        assert recipe.data.labeled == [] and recipe.data.unlabeled == []  # no real crop is trained on
+        assert recipe.model.d_model == 256
+        steps += recipe.train.max_steps
+    assert steps == 6000 and recipe.init.vision == "/runs/x/last.pt"

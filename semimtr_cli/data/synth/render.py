@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from semimtr_cli.core.errors import UsageError
 from semimtr_cli.data.synth.fonts import load_font
@@ -195,21 +195,38 @@ def random_pair(rng: np.random.Generator, style: str = "wild") -> tuple[np.ndarr
 def text_masks(
     text: str, font_path: str, size: int, stroke: int
 ) -> tuple[Image.Image, Image.Image | None, tuple[int, int, int, int]]:
-    """Masks (fill, stroke or None) of ``text`` and its line box (x0, y0, x1, y1) in mask pixels."""
+    """Masks (fill, stroke or None) of ``text`` and its line box (x0, y0, x1, y1) in mask pixels.
+
+    Each mask is rasterised once by FreeType (``getmask2``, the call ``ImageDraw.text`` makes,
+    with the same arguments); its offset is the text's bounding box, so no second layout pass
+    (``getbbox``) is needed. The pixels equal ``ImageDraw.text``'s.
+    """
     font, ref_top, ref_bottom = load_font(font_path, size)
-    left, top, right, bottom = font.getbbox(text, anchor="ls", stroke_width=stroke)
+    glyphs, offset = _glyphs(font, text, 0)
+    edge, edge_offset = _glyphs(font, text, stroke) if stroke else (None, offset)
+    box = edge if stroke else glyphs
+    left, top = edge_offset
+    right, bottom = left + box.size[0], top + box.size[1]
     top, bottom = min(top, ref_top - stroke), max(bottom, ref_bottom + stroke)
     if right <= left:  # nothing drawable (e.g. only spaces): keep a space-wide box
         right = left + max(1, int(font.getlength(text or " ")))
     width, height = right - left + 2, bottom - top + 2
     origin = (1 - left, 1 - top)
-    fill = Image.new("L", (width, height), 0)
-    ImageDraw.Draw(fill).text(origin, text, font=font, fill=255, anchor="ls")
-    outline = None
-    if stroke:
-        outline = Image.new("L", (width, height), 0)
-        ImageDraw.Draw(outline).text(origin, text, font=font, fill=255, anchor="ls", stroke_width=stroke, stroke_fill=255)
+    fill = _placed(glyphs, offset, origin, (width, height))
+    outline = _placed(edge, edge_offset, origin, (width, height)) if stroke else None
     return fill, outline, (1, 1, width - 1, height - 1)
+
+
+def _glyphs(font: ImageFont.FreeTypeFont, text: str, stroke: int):
+    """(8-bit coverage of ``text`` on its baseline, offset of its top-left from the origin)."""
+    return font.getmask2(text, "L", stroke_width=stroke, anchor="ls", ink=255, start=(0.0, 0.0), stroke_filled=True)
+
+
+def _placed(glyphs, offset: tuple[int, int], origin: tuple[int, int], size: tuple[int, int]) -> Image.Image:
+    """An L image of ``size`` holding ``glyphs`` at ``origin`` + ``offset`` (drawn as ImageDraw.text draws)."""
+    out = Image.new("L", size, 0)
+    ImageDraw.Draw(out).draw.draw_bitmap((origin[0] + offset[0], origin[1] + offset[1]), glyphs, 255)
+    return out
 
 
 def _font_size_and_stroke(rng: np.random.Generator, spec: StyleSpec, height: int) -> tuple[int, int]:
