@@ -18,10 +18,12 @@ augmentation ramp), on streamed synthetic crops only; only the generator changes
   pairs; plain backgrounds without border, shadow or extrusion; no neighbouring text and no crop
   that cuts into a letter; no curve, resolution loss, blur, noise or JPEG.
 
-Two more rows, run only when named in ``--only``, ask what the full generator's crops teach a
-larger model in the same 6000 x 32 crops (the synthetic-data issue's target; :data:`TARGETS`):
+Three more rows, run only when named in ``--only``, ask what the full generator's crops teach
+when the model leaves the plateau sooner or is larger, in the same 6000 x 32 crops (the
+synthetic-data issue's target; :data:`TARGETS`):
 
 * ``all-wide``: ``all``'s crops and recipe, the shipped model's vision size (3.4 M parameters);
+* ``tiny-clean-start``: the ablation's model and ``all``'s crops after 1000 steps of clean crops alone;
 * ``shipped-synth``: the shipped model's own vision stages, 1a (1500 steps of clean crops) then 1b
   (4500 steps of scene + clean crops), without the real training splits 1b also reads.
 
@@ -81,6 +83,11 @@ WIDE = ["model.resnet_stem_channels=16", "model.resnet_channels=[16,32,64,128,25
 TARGETS = {
     # the study recipe and all's crops, the shipped model's vision size (3.4 M parameters) from scratch
     "all-wide": [(RECIPE, [f"data.labeled_synth={VARIANTS['all']}", "data.weights=[1.0]", "train.max_steps=6000", *WIDE])],
+    # the ablation's model and crops, started on clean crops alone (1000 steps), then all's mix (5000)
+    "tiny-clean-start": [(RECIPE, ["data.labeled_synth=[{style: clean, seed: 1001, crops_per_epoch: 200000, fonts: system}]",
+                                   "data.weights=[1.0]", "train.max_steps=1000"]),
+                         (RECIPE, [f"data.labeled_synth={VARIANTS['all']}", "data.weights=[1.0]", "train.max_steps=5000",
+                                   "init.vision={prev}/last.pt"])],
     # the shipped model's vision stages 1a (1500 steps of clean crops) and 1b (4500 of scene + clean),
     # without the real training splits 1b adds
     "shipped-synth": [(DEFAULT / "pretrain_vision_a.yaml", []),

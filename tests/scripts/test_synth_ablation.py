@@ -64,3 +64,7 @@ def test_target_rows_load_as_recipes_with_synthetic_crops_only():
         assert recipe.model.d_model == 256
         steps += recipe.train.max_steps
     assert steps == 6000 and recipe.init.vision == "/runs/x/last.pt"
+    start, rest = (load_recipe(r, [s.replace("{prev}", "/runs/y") for s in sets]) for r, sets in module.TARGETS["tiny-clean-start"])
+    assert [s.style for s in start.data.labeled_synth] == ["clean"] and rest.data.labeled_synth == _sources(module.VARIANTS["all"])
+    assert start.train.max_steps + rest.train.max_steps == 6000 and rest.init.vision == "/runs/y/last.pt"
+    assert start.model == rest.model == load_recipe(module.RECIPE).model  # the ablation's model
