@@ -18,13 +18,15 @@ augmentation ramp), on streamed synthetic crops only; only the generator changes
   pairs; plain backgrounds without border, shadow or extrusion; no neighbouring text and no crop
   that cuts into a letter; no curve, resolution loss, blur, noise or JPEG.
 
-Three more rows, run only when named in ``--only``, ask what the full generator's crops teach
+Four more rows, run only when named in ``--only``, ask what the full generator's crops teach
 when the model leaves the plateau sooner or is larger, in the same 6000 x 32 crops (the
 synthetic-data issue's target; :data:`TARGETS`):
 
 * ``all-wide``: ``all``'s crops and recipe, the shipped model's vision size (2.26 M parameters,
   4x the ablation's 0.56 M);
 * ``tiny-clean-start``: the ablation's model and ``all``'s crops after 1000 steps of clean crops alone;
+* ``today-clean-start``: the same start and steps with the generator before the scene style
+  (``today``'s crops), to see whether the generator still matters once the plateau is gone;
 * ``shipped-synth``: the shipped model's own vision stages, 1a (1500 steps of clean crops) then 1b
   (4500 steps of scene + clean crops), without the real training splits 1b also reads.
 
@@ -37,6 +39,7 @@ with ``last.pt`` is resumed, so the script can be stopped and run again at any p
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import subprocess
 import sys
@@ -89,6 +92,11 @@ TARGETS = {
                                    "data.weights=[1.0]", "train.max_steps=1000"]),
                          (RECIPE, [f"data.labeled_synth={VARIANTS['all']}", "data.weights=[1.0]", "train.max_steps=5000",
                                    "init.vision={prev}/last.pt"])],
+    # the same start with the generator before the scene style (bundled fonts; clean, then clean + wild)
+    "today-clean-start": [(RECIPE, ["data.labeled_synth=[{style: clean, seed: 1001, crops_per_epoch: 200000}]",
+                                    "data.weights=[1.0]", "train.max_steps=1000"]),
+                          (RECIPE, [f"data.labeled_synth={VARIANTS['today']}", "data.weights=[1.0]", "train.max_steps=5000",
+                                    "init.vision={prev}/last.pt"])],
     # the shipped model's vision stages 1a (1500 steps of clean crops) and 1b (4500 of scene + clean),
     # without the real training splits 1b adds
     "shipped-synth": [(DEFAULT / "pretrain_vision_a.yaml", []),
@@ -136,14 +144,30 @@ def train(runs: Path, name: str, real: Path, steps: int, threads: int) -> list[P
 
 
 def score(run: Path, real: Path, threads: int) -> dict:
-    """Word accuracy, 1-NED and char accuracy (%) of the run's last checkpoint on ``REAL/test``."""
+    """Word accuracy, 1-NED and char accuracy (%) of the run's last checkpoint on ``REAL/test``,
+    and word accuracy per source (:func:`per_source`)."""
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "eval.json"
-        subprocess.run(["semimtr", "eval", str(run / "last.pt"), "--bench", str(real / "test"),
-                        "--threads", str(threads), "--json", str(path)], check=True, stdout=subprocess.DEVNULL)
+        path, errors = Path(tmp) / "eval.json", Path(tmp) / "errors.csv"
+        subprocess.run(["semimtr", "eval", str(run / "last.pt"), "--bench", str(real / "test"), "--threads", str(threads),
+                        "--json", str(path), "--errors", str(errors)], check=True, stdout=subprocess.DEVNULL)
         row = json.loads(path.read_text())["sets"][0]
-    return {k: round(row[k], 2) if isinstance(row[k], float) else row[k]
-            for k in ("evaluated", "accuracy", "one_minus_ned", "char_accuracy")}
+        wrong = [int(r["key"].rsplit("-", 1)[1]) for r in csv.DictReader(errors.open(encoding="utf-8"))]
+    scores = {k: round(row[k], 2) if isinstance(row[k], float) else row[k]
+              for k in ("evaluated", "accuracy", "one_minus_ned", "char_accuracy")}
+    return {**scores, "per_source": per_source(wrong, real)}
+
+
+def per_source(wrong: list[int], real: Path) -> dict[str, float]:
+    """Word accuracy (%) per source of ``REAL/test`` from the 1-based keys of the wrong crops:
+    prepare_real_crops.py writes each split source after source in ``per_source`` order."""
+    counts = json.loads((real / "report.json").read_text())["per_source"]
+    out, start = {}, 1
+    for name, split in counts.items():
+        n = split["test"]
+        missed = sum(start <= k < start + n for k in wrong)
+        out[name] = round(100.0 * (n - missed) / n, 1) if n else None
+        start += n
+    return out
 
 
 def curve(runs: list[Path]) -> list[dict]:

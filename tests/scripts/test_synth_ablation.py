@@ -68,3 +68,17 @@ def test_target_rows_load_as_recipes_with_synthetic_crops_only():
     assert [s.style for s in start.data.labeled_synth] == ["clean"] and rest.data.labeled_synth == _sources(module.VARIANTS["all"])
     assert start.train.max_steps + rest.train.max_steps == 6000 and rest.init.vision == "/runs/y/last.pt"
     assert start.model == rest.model == load_recipe(module.RECIPE).model  # the ablation's model
+    old_start, old_rest = (load_recipe(r, [s.replace("{prev}", "/runs/z") for s in sets])
+                           for r, sets in module.TARGETS["today-clean-start"])
+    assert [s.fonts for s in old_start.data.labeled_synth] == [None]  # the bundled fonts, as today's
+    assert old_rest.data.labeled_synth == _sources(module.VARIANTS["today"]) and old_rest.model == rest.model
+
+
+def test_per_source_scores_split_the_test_keys_in_source_order(tmp_path):
+    import json
+
+    report = {"per_source": {"iiit5k": {"test": 4}, "svt": {"test": 2}, "ic15": {"test": 4}}}
+    (tmp_path / "report.json").write_text(json.dumps(report))
+    # keys 1-4 iiit5k, 5-6 svt, 7-10 ic15: one iiit5k crop wrong, both svt crops, three ic15 crops
+    scores = _module().per_source([2, 5, 6, 7, 8, 10], tmp_path)
+    assert scores == {"iiit5k": 75.0, "svt": 0.0, "ic15": 25.0}
