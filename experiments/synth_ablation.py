@@ -78,9 +78,9 @@ VARIANTS = {
 }
 
 
-# The issue's target run: the full generator (``all``'s crops), the same 6000 x 32 crops, synthetic
-# only, with a larger model. Each is a list of stages (recipe, --set overrides); a stage starts
-# from the previous stage's last.pt ("{prev}") and the last stage's last.pt is scored.
+# The target rows: 6000 x 32 synthetic crops in all, a different start or model size. Each is a
+# list of stages (recipe, --set overrides); a stage starts from the previous stage's last.pt
+# ("{prev}") and the last stage's last.pt is scored. They fix their own steps (not --steps).
 DEFAULT = ROOT / "recipes" / "default"
 WIDE = ["model.resnet_stem_channels=16", "model.resnet_channels=[16,32,64,128,256]", "model.d_model=256",
         "model.nhead=4", "model.d_inner=512", "model.attention_channels=64"]  # the shipped model's vision size
@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--real", type=Path, default=ROOT / "data" / "real")
     ap.add_argument("--only", nargs="+", choices=[*VARIANTS, *TARGETS], default=list(VARIANTS),
                     help="variants to run (default: the generator ablation; the target rows %s only when named)" % ", ".join(TARGETS))
-    ap.add_argument("--steps", type=int, default=6000)
+    ap.add_argument("--steps", type=int, default=6000, help="steps of the generator rows (the target rows fix theirs)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--previews", type=Path, default=None,
                     help="write DIR/ablation-NAME.png for each variant and stop (no training)")
@@ -214,9 +214,10 @@ def main(argv: list[str] | None = None) -> int:
         runs = train(args.runs, name, args.real, args.steps, args.threads)
         recipe = (VARIANTS[name] if name in VARIANTS
                   else " then ".join(f"{r.relative_to(ROOT)} {' '.join(sets)}".strip() for r, sets in TARGETS[name]))
-        report["variants"][name] = {"sources": recipe, "steps": curve(runs)[-1]["step"],
+        points = curve(runs)
+        report["variants"][name] = {"sources": recipe, "steps": points[-1]["step"],
                                     "test": score(runs[-1], args.real, args.threads),
-                                    "curve": curve(runs), "machine": machine_record()}
+                                    "curve": points, "machine": machine_record()}
         report["command"] = "python experiments/synth_ablation.py " + " ".join(sys.argv[1:] if argv is None else argv)
         atomic_write_json(args.json, report)
         print(name, json.dumps(report["variants"][name]["test"]), flush=True)
