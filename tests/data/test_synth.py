@@ -242,3 +242,29 @@ def test_library_errors_name_parameters_and_the_cli_shows_flags(tmp_path):
     assert run("--out", str(tmp_path / "z"), "--count", "5").exit_code == 0
     with pytest.raises(SemimtrError, match="pass overwrite to replace it"):
         generate(tmp_path / "z", 5)
+
+
+def test_text_masks_draw_the_pixels_of_imagedraw_text():
+    """text_masks rasterises through getmask2 directly; its masks must stay ImageDraw.text's."""
+    from PIL import Image, ImageDraw
+
+    from semimtr_cli.data.synth.fonts import load_font
+    from semimtr_cli.data.synth.render import text_masks
+
+    for font_path in resolve_fonts(font_set="all")[:6]:
+        for text, size, stroke in (("Hello", 24, 0), ("$12.99", 17, 2), ("quay", 31, 1), (" ", 20, 0)):
+            fill, outline, box = text_masks(text, font_path, size, stroke)
+            font = load_font(font_path, size)[0]
+            left, top, right, _ = font.getbbox(text, anchor="ls", stroke_width=stroke)
+            top = min(top, load_font(font_path, size)[1] - stroke)
+            origin = (1 - left, 1 - top)
+            expected = Image.new("L", fill.size, 0)
+            ImageDraw.Draw(expected).text(origin, text, font=font, fill=255, anchor="ls")
+            assert fill.tobytes() == expected.tobytes(), (font_path, text)
+            assert box == (1, 1, fill.width - 1, fill.height - 1)
+            if stroke:
+                ring = Image.new("L", fill.size, 0)
+                ImageDraw.Draw(ring).text(origin, text, font=font, fill=255, anchor="ls", stroke_width=stroke, stroke_fill=255)
+                assert outline.tobytes() == ring.tobytes() and outline.getbbox() is not None
+            else:
+                assert outline is None

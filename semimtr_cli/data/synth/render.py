@@ -204,9 +204,9 @@ def text_masks(
     font, ref_top, ref_bottom = load_font(font_path, size)
     glyphs, offset = _glyphs(font, text, 0)
     edge, edge_offset = _glyphs(font, text, stroke) if stroke else (None, offset)
-    box = edge if stroke else glyphs
+    outer = edge if stroke else glyphs  # the box is the stroke's when there is one
     left, top = edge_offset
-    right, bottom = left + box.size[0], top + box.size[1]
+    right, bottom = left + outer.size[0], top + outer.size[1]
     top, bottom = min(top, ref_top - stroke), max(bottom, ref_bottom + stroke)
     if right <= left:  # nothing drawable (e.g. only spaces): keep a space-wide box
         right = left + max(1, int(font.getlength(text or " ")))
@@ -217,7 +217,7 @@ def text_masks(
     return fill, outline, (1, 1, width - 1, height - 1)
 
 
-def _glyphs(font: ImageFont.FreeTypeFont, text: str, stroke: int):
+def _glyphs(font: ImageFont.FreeTypeFont, text: str, stroke: int) -> tuple:
     """(8-bit coverage of ``text`` on its baseline, offset of its top-left from the origin)."""
     return font.getmask2(text, "L", stroke_width=stroke, anchor="ls", ink=255, start=(0.0, 0.0), stroke_filled=True)
 
