@@ -276,6 +276,17 @@ def prepare(enctc: Path | None, ic15: Path | None, out: Path, *, labeled: int = 
     return report
 
 
+def source_ranges(out: Path, split: str) -> dict[str, range]:
+    """{source: 1-based LMDB indices} of ``OUT/split``: :func:`prepare` writes each split source
+    after source, in the order of ``report.json``'s ``per_source``."""
+    counts = json.loads((Path(out) / "report.json").read_text())["per_source"]
+    ranges, start = {}, 1
+    for name, split_counts_ in counts.items():
+        ranges[name] = range(start, start + split_counts_[split])
+        start += split_counts_[split]
+    return ranges
+
+
 # The benchmark test splits whose images the study's training splits do not contain, for
 # evaluation only (folder names that ``semimtr eval --bench ... --data DIR`` resolves). IC13 is left
 # out: its test images largely repeat IC03's, which regime B trains on.

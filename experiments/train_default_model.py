@@ -46,7 +46,7 @@ STAGES = (  # (run folder, command, recipe)
     ("2-lm", "pretrain-lm", "pretrain_lm.yaml"),
     ("3-finetune", "finetune", "finetune.yaml"),
 )
-WORDS = Path("data/wordfreq_200k.txt")
+WORDS = ROOT / "data" / "wordfreq_200k.txt"  # the corpus recipes/default/pretrain_lm.yaml names
 
 
 def write_words() -> None:

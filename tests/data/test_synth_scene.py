@@ -156,3 +156,16 @@ def test_synth_cli_scene_preview_beside_real_crops_and_font_metadata(tmp_path):
     assert "2 kept" in res.output
     res = runner.invoke(app, ["synth", "--count", "3"])
     assert res.exit_code == 2 and "--out" in res.output and "--preview" in res.output
+
+
+def test_steep_tilt_draws_the_axis_aligned_box_of_a_rotated_word():
+    """``tilt_prob``: the word turns by up to ``tilt_deg`` whatever its length, and the crop is the
+    box around it (incidental text as detectors cut it): a long word's crop gets far less wide."""
+    from semimtr_cli.data.synth.scene import render_scene
+
+    def widths(spec: SceneSpec) -> list[int]:
+        return [render_scene("internationally", SANS, np.random.default_rng(seed), spec=spec).width for seed in range(12)]
+
+    level, steep = widths(SceneSpec(curve_prob=0)), widths(SceneSpec(curve_prob=0, tilt_prob=1.0, tilt_deg=40.0))
+    assert min(level) > 100  # a 15-letter word at 32 px stays wide when it barely turns
+    assert np.median(steep) < 0.6 * np.median(level)

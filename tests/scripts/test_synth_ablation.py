@@ -82,3 +82,29 @@ def test_per_source_scores_split_the_test_keys_in_source_order(tmp_path):
     # keys 1-4 iiit5k, 5-6 svt, 7-10 ic15: one iiit5k crop wrong, both svt crops, three ic15 crops
     scores = _module().per_source([2, 5, 6, 7, 8, 10], tmp_path)
     assert scores == {"iiit5k": 75.0, "svt": 0.0, "ic15": 25.0}
+
+
+def test_tilt_and_language_model_rows_stay_synthetic_and_change_what_they_say():
+    from semimtr_cli.train.recipe import load_recipe
+
+    module = _module()
+    stages = [f"/runs/s{k}" for k in range(1, 5)]
+    names = {"{prev}": "/runs/prev", **{f"{{stage{k}}}": s for k, s in enumerate(stages, 1)}}
+
+    def recipes(row: str) -> list:
+        return [load_recipe(r, [module._fill(s, names) for s in sets]) for r, sets in module.TARGETS[row]]
+
+    vision_b = module.DEFAULT / "pretrain_vision_b.yaml"  # the helper's mix is the shipped recipe's own
+    assert load_recipe(vision_b, [module._scene_mix(2201, "")]).data.labeled_synth == load_recipe(vision_b).data.labeled_synth
+    plain, tilt = recipes("shipped-synth")[1], recipes("shipped-synth-tilt")[1]
+    assert [dataclasses.replace(s, scene=None) for s in tilt.data.labeled_synth] == plain.data.labeled_synth
+    spec = tilt.data.labeled_synth[0].scene
+    assert (spec.tilt_prob, spec.low_res_prob) == (0.2, 0.35) and dataclasses.replace(
+        spec, tilt_prob=0.0, low_res_prob=0.25) == SceneSpec()
+    for row in ("shipped-synth-lm", "shipped-synth-lm-low-lr"):
+        a, b, lm, full = recipes(row)
+        assert (lm.stage, full.stage) == ("pretrain-lm", "finetune")
+        assert all(r.data.labeled == [] and r.data.unlabeled == [] and r.data.unlabeled_synth == [] for r in (a, b, full))
+        assert not full.consistency.enabled and full.init.vision == "/runs/s2/last.pt" and full.init.language == "/runs/s3/last.pt"
+        assert a.train.max_steps + b.train.max_steps + full.train.max_steps == 7000
+    assert [recipes(row)[3].optim.lr for row in ("shipped-synth-lm", "shipped-synth-lm-low-lr")] == [5e-4, 1e-4]

@@ -8,7 +8,9 @@ One crop, in fixed steps that always draw from the generator in the same order:
    little, as detector boxes do), neighbouring words beside the word or on the line above/below,
    partly inside the crop (:func:`_layout`).
 3. **Curve**: one time in five the baseline bends into an arch or a wave (a mesh warp).
-4. **Geometry**: rotation, slant and perspective of the whole crop (one homography).
+4. **Geometry**: rotation, slant and perspective of the whole crop (one homography); with
+   ``tilt_prob``, a steep rotation (up to ``tilt_deg``) whose crop is the axis-aligned box around
+   the word, as detectors' boxes cut incidental text.
 5. **Colours and surface**: a (background, text) colour pair measured on real crops
    (:mod:`.colors`), a photograph window or a procedural texture (:mod:`.backgrounds`),
    then shadow, extrusion and border layers, then the text.
@@ -43,6 +45,8 @@ class SceneSpec:
     curve_prob: float = 0.2
     curve_amplitude: tuple[float, float] = (0.15, 0.5)
     rotation_deg: float = 6.0
+    tilt_prob: float = 0.0  # a steeply rotated word in the axis-aligned box around it (incidental text)
+    tilt_deg: float = 40.0
     shear: float = 0.3
     perspective: float = 0.1
     measured_colours: bool = True  # False: the wild style's random tinted pair (the ablation's "no-colours")
@@ -215,8 +219,10 @@ def render_scene(text: str, font_path: str, rng: np.random.Generator, height: in
     masks, corners = _layout(rng, spec, fill, border, size, font_path, neighbours)
     if rng.uniform() < spec.curve_prob:
         masks = _curve(rng, spec, masks, corners, size)
-    out_w, out_h, coeffs = tilt_corners(rng, corners, rotation_deg=spec.rotation_deg, shear=spec.shear,
-                                        perspective=spec.perspective, steepness=0.5, min_side=2)
+    steep = spec.tilt_prob > 0 and rng.uniform() < spec.tilt_prob
+    out_w, out_h, coeffs = tilt_corners(rng, corners, rotation_deg=spec.tilt_deg if steep else spec.rotation_deg,
+                                        shear=spec.shear, perspective=spec.perspective,
+                                        steepness=math.inf if steep else 0.5, min_side=2)
     alphas = [None if m is None else np.asarray(
         m.transform((out_w, out_h), Image.Transform.PERSPECTIVE, coeffs, Image.Resampling.BILINEAR, fillcolor=0),
         np.float32)[..., None] / 255.0 for m in masks]
