@@ -64,6 +64,12 @@ def test_prepare_splits_sources_without_overlap(tmp_path):
     every = labeled + valid + test + truth
     assert len(set(every)) == len(every) == 32  # all labels distinct in the fixture: no crop in two splits
     assert not (tmp_path / "real.tmp").exists()
+    prefix = {"svt": "w", "ic03": "word", "ic15": "t"}  # svt W0.., ic03 word0.., ic15 T1.. (lower-cased)
+    for split, labels in (("test", test), ("labeled", labeled)):
+        ranges = prep.source_ranges(out, split)
+        assert [k for r in ranges.values() for k in r] == list(range(1, len(labels) + 1))
+        for source, keys in ranges.items():  # each 1-based key range holds that source's crops
+            assert all(labels[k - 1].startswith(prefix[source]) and labels[k - 1][len(prefix[source]):].isdigit() for k in keys)
 
 
 def test_prepare_names_the_bad_line_and_writes_nothing(tmp_path):
