@@ -3,19 +3,17 @@ and summarises seeds into means and intervals."""
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
+
+from helpers import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _module():
     sys.path.insert(0, str(ROOT / "experiments"))
-    spec = importlib.util.spec_from_file_location("adapt_gain", ROOT / "benchmarks" / "adapt_gain.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/adapt_gain.py")
 
 
 def _quickstart_lines() -> list[str]:

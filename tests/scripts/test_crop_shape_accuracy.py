@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("crop_shape_accuracy", ROOT / "experiments" / "crop_shape_accuracy.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from helpers import load_script
 
 
 def test_buckets_count_each_crop_once_per_grouping_and_score_it():
-    module = _module()
+    module = load_script("experiments/crop_shape_accuracy.py")
     # keys 1-2 one source, 3-5 another; (height px, width / height / letters)
     shapes = [(18, 0.6), (40, 0.2), (30, 0.45), (60, 0.1), (25, 0.55)]
     report = module.buckets(shapes, wrong={2, 4}, ranges={"iiit5k": range(1, 3), "ic15": range(3, 6)})

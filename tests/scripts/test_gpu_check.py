@@ -32,11 +32,9 @@ def test_gpu_check_dry_run_fills_every_section(tmp_path):
 
 
 def test_a_dry_run_never_writes_over_the_committed_gpu_figures():
-    import importlib.util
+    from helpers import load_script
 
-    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" / "gpu_check.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("benchmarks/gpu_check.py")
     committed = ROOT / "benchmarks" / "results" / "gpu_check.json"
     assert module.default_out(dry_run=False) == committed
     assert module.default_out(dry_run=True) != committed

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
-from helpers import word_png
+from helpers import load_script, word_png
 
 from semimtr_cli.data.lmdb.io import LmdbReader
 
-SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "prepare_real_crops.py"
-spec = importlib.util.spec_from_file_location("prepare_real_crops", SCRIPT)
-prep = importlib.util.module_from_spec(spec)
-sys.modules[spec.name] = prep  # dataclasses look their module up
-spec.loader.exec_module(prep)
+prep = load_script("experiments/prepare_real_crops.py")
 
 
 def _fake_clones(root: Path) -> tuple[Path, Path]:

@@ -4,10 +4,10 @@ variant differs from ``all`` in its own part only."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 from pathlib import Path
 
 import yaml
+from helpers import load_script
 
 from semimtr_cli.core.config.types import build
 from semimtr_cli.data.synth.scene import SceneSpec
@@ -17,10 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("synth_ablation", ROOT / "experiments" / "synth_ablation.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("experiments/synth_ablation.py")
 
 
 def _sources(text: str):
