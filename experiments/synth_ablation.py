@@ -96,6 +96,9 @@ DEFAULT = ROOT / "recipes" / "default"
 WIDE = ["model.resnet_stem_channels=16", "model.resnet_channels=[16,32,64,128,256]", "model.d_model=256",
         "model.nhead=4", "model.d_inner=512", "model.attention_channels=64"]  # the shipped model's vision size
 TILT = "{tilt_prob: 0.2, low_res_prob: 0.35}"
+# the ablation's model on 1000 steps of clean crops alone (system fonts): the clean-start rows' first stage
+CLEAN_START = (RECIPE, ["data.labeled_synth=[{style: clean, seed: 1001, crops_per_epoch: 200000, fonts: system}]",
+                        "data.weights=[1.0]", "train.max_steps=1000"])
 
 
 def _scene_mix(seed: int, scene: str) -> str:
@@ -127,14 +130,12 @@ TARGETS = {
     # the study recipe and all's crops, the shipped model's vision size (2.26 M parameters) from scratch
     "all-wide": [(RECIPE, [f"data.labeled_synth={VARIANTS['all']}", "data.weights=[1.0]", "train.max_steps=6000", *WIDE])],
     # the ablation's model and crops, started on clean crops alone (1000 steps), then all's mix (5000)
-    "tiny-clean-start": [(RECIPE, ["data.labeled_synth=[{style: clean, seed: 1001, crops_per_epoch: 200000, fonts: system}]",
-                                   "data.weights=[1.0]", "train.max_steps=1000"]),
+    "tiny-clean-start": [CLEAN_START,
                          (RECIPE, [f"data.labeled_synth={VARIANTS['all']}", "data.weights=[1.0]", "train.max_steps=5000",
                                    "init.vision={prev}/last.pt"])],
     # tiny-clean-start with one scene crop in five steeply rotated inside its axis-aligned box
     # (SceneSpec.tilt_prob), as the boxes of incidental text (IC15) cut words
-    "tiny-clean-start-tilt": [(RECIPE, ["data.labeled_synth=[{style: clean, seed: 1001, crops_per_epoch: 200000, fonts: system}]",
-                                        "data.weights=[1.0]", "train.max_steps=1000"]),
+    "tiny-clean-start-tilt": [CLEAN_START,
                               (RECIPE, [f"data.labeled_synth={SCENE % ', scene: {tilt_prob: 0.2}'}", "data.weights=[1.0]",
                                         "train.max_steps=5000", "init.vision={prev}/last.pt"])],
     # the same start with the generator before the scene style (bundled fonts; clean, then clean + wild)
@@ -191,6 +192,7 @@ def _run(out: Path, recipe: Path, sets: list[str], real: Path, threads: int) -> 
 
 
 def _fill(item: str, names: dict[str, str]) -> str:
+    """``item`` with each placeholder of ``names`` ({prev}, {stage1}, ...) replaced by its run folder."""
     for key, value in names.items():
         item = item.replace(key, value)
     return item

@@ -219,7 +219,7 @@ def render_scene(text: str, font_path: str, rng: np.random.Generator, height: in
     masks, corners = _layout(rng, spec, fill, border, size, font_path, neighbours)
     if rng.uniform() < spec.curve_prob:
         masks = _curve(rng, spec, masks, corners, size)
-    steep = spec.tilt_prob > 0 and rng.uniform() < spec.tilt_prob
+    steep = spec.tilt_prob > 0 and rng.uniform() < spec.tilt_prob  # no draw when off: the crops stay as before
     out_w, out_h, coeffs = tilt_corners(rng, corners, rotation_deg=spec.tilt_deg if steep else spec.rotation_deg,
                                         shear=spec.shear, perspective=spec.perspective,
                                         steepness=math.inf if steep else 0.5, min_side=2)
