@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / "experiments"))
 
 from prepare_real_crops import source_ranges  # noqa: E402
 from semimtr_cli.core.fsutil import atomic_write_json  # noqa: E402
-from semimtr_cli.data.lmdb.io import LmdbReader  # noqa: E402
+from semimtr_cli.data.lmdb.io import LmdbReader, key_index  # noqa: E402
 
 HEIGHTS = (0, 20, 32, 48, 10**6)  # px
 PER_LETTER = (0.0, 0.3, 0.5, 10.0**6)
@@ -57,7 +57,7 @@ def wrong_keys(checkpoint: str, lmdb: Path, threads: int) -> set[int]:
         errors = Path(tmp) / "errors.csv"
         subprocess.run(["semimtr", "eval", checkpoint, "--bench", str(lmdb), "--threads", str(threads), "--errors", str(errors)],
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        return {int(r["key"].rsplit("-", 1)[1]) for r in csv.DictReader(errors.open(encoding="utf-8"))}
+        return {key_index(r["key"]) for r in csv.DictReader(errors.open(encoding="utf-8"))}
 
 
 def _bucket(value: float, edges: tuple) -> str:

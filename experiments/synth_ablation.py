@@ -65,6 +65,7 @@ from semimtr_cli.core.charset import Charset  # noqa: E402
 from semimtr_cli.core.config.types import build  # noqa: E402
 from semimtr_cli.core.fsutil import atomic_path, atomic_write_json  # noqa: E402
 from semimtr_cli.core.runtime import machine_record  # noqa: E402
+from semimtr_cli.data.lmdb.io import key_index  # noqa: E402
 from semimtr_cli.data.synth.preview import crops_panel  # noqa: E402
 from semimtr_cli.data.synth.stream import SynthCropDataset  # noqa: E402
 from semimtr_cli.train.recipe import DataConfig  # noqa: E402
@@ -101,7 +102,7 @@ CLEAN_START = (RECIPE, ["data.labeled_synth=[{style: clean, seed: 1001, crops_pe
                         "data.weights=[1.0]", "train.max_steps=1000"])
 
 
-def _scene_mix(seed: int, scene: str) -> str:
+def _scene_mix(seed: int, scene: str = "") -> str:
     """The shipped recipes' scene + clean mix (17000 : 5000 crops per epoch), scene spec overrides."""
     extra = f", scene: {scene}" if scene else ""
     return (f"data.labeled_synth=[{{style: scene, seed: {seed}, crops_per_epoch: 17000, fonts: system, case: mixed, "
@@ -115,13 +116,13 @@ def shipped_vision(scene: str = "") -> list:
                                                    "init.vision={prev}/last.pt", *([_scene_mix(2201, scene)] if scene else [])])]
 
 
-def full_model(scene: str = "", lr: float = 5e-4) -> list:
+def full_model(lr: float = 5e-4) -> list:
     """The shipped language model (text only), then 1000 supervised full-model steps on synthetic
     crops from stage 2's vision weights (no consistency, no real crop), peak learning rate ``lr``
     (the shipped stage 3's 5e-4; the official recipes use 1e-4)."""
     return [(DEFAULT / "pretrain_lm.yaml", []),
             (DEFAULT / "finetune.yaml", ["data.labeled=[]", "data.unlabeled_synth=[]", "data.weights=[1.0]",
-                                         "consistency.enabled=false", _scene_mix(3101, scene), "train.max_steps=1000",
+                                         "consistency.enabled=false", _scene_mix(3101), "train.max_steps=1000",
                                          "train.eval_every=250", f"optim.lr={lr}", "init.vision={stage2}/last.pt",
                                          "init.language={stage3}/last.pt"])]
 
@@ -224,8 +225,7 @@ def score(run: Path, real: Path, threads: int) -> dict:
         heads = {r["head"]: r for r in results}
         final = "alignment" if "alignment" in heads else "vision"
         row = heads[final]["sets"][0]
-        wrong = [int(r["key"].rsplit("-", 1)[1]) for r in csv.DictReader(errors.open(encoding="utf-8"))
-                 if r["head"] == final]
+        wrong = [key_index(r["key"]) for r in csv.DictReader(errors.open(encoding="utf-8")) if r["head"] == final]
     scores = {k: round(row[k], 2) if isinstance(row[k], float) else row[k]
               for k in ("evaluated", "accuracy", "one_minus_ned", "char_accuracy")}
     out = {**scores, "head": final, "per_source": per_source(wrong, real)}

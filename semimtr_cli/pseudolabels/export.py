@@ -24,7 +24,7 @@ from PIL import Image
 
 from semimtr_cli.core.errors import SemimtrError, UsageError, check_unit_interval
 from semimtr_cli.core.fsutil import atomic_dir
-from semimtr_cli.data.lmdb.io import LmdbReader, LmdbWriter
+from semimtr_cli.data.lmdb.io import LmdbReader, LmdbWriter, key_index
 
 QUEUE_RULES = ("confidence", "heads")
 
@@ -37,7 +37,7 @@ class _Images:
 
     def bytes_of(self, row: dict) -> bytes:
         reader = self.readers.get(row["lmdb"]) or self.readers.setdefault(row["lmdb"], LmdbReader(row["lmdb"]))
-        return reader.image_bytes(int(row["key"].rsplit("-", 1)[-1]) - 1)
+        return reader.image_bytes(key_index(row["key"]) - 1)
 
 
 def write_pseudo_lmdb(rows: Sequence[dict], bad: Sequence[tuple[str, str]], out: str | Path, min_confidence: float) -> dict:

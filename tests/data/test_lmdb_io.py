@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from semimtr_cli.core.errors import SemimtrError, as_flag
-from semimtr_cli.data.lmdb.io import LmdbReader, LmdbWriter, find_lmdbs, is_unlabeled_marker, write_lmdb
+from semimtr_cli.data.lmdb.io import LmdbReader, LmdbWriter, find_lmdbs, image_key, is_unlabeled_marker, key_index, write_lmdb
 
 
 def _png(colour=(200, 30, 30), size=(20, 10)) -> bytes:
@@ -156,3 +156,11 @@ def test_sigkill_mid_build_keeps_previous_lmdb(tmp_path):
     # the half-built database lives only under a hidden temporary name beside the target
     leftovers = [p.name for p in tmp_path.iterdir() if p.name not in ("db", "started")]
     assert all(name.startswith(".db.building-") for name in leftovers)
+
+
+def test_key_index_inverts_image_key_and_refuses_other_keys():
+    for index in (1, 42, 999_999_999):
+        assert key_index(image_key(index)) == key_index(image_key(index).decode()) == index
+    for bad in ("label-000000001", "image-", "image-12a", "num-samples"):
+        with pytest.raises(ValueError, match="not an LMDB image key"):
+            key_index(bad)

@@ -22,7 +22,7 @@ from semimtr_cli.data.synth import fonts as fonts_mod
 from semimtr_cli.data.synth.colors import LUMA, estimate_pair, otsu_threshold, packaged_pairs, sample_pair
 from semimtr_cli.data.synth.fonts import bundled_font_dir, font_manifest, resolve_fonts, screen_fonts
 from semimtr_cli.data.synth.generate import draw_sample, plan_synth
-from semimtr_cli.data.synth.scene import SceneSpec
+from semimtr_cli.data.synth.scene import SceneSpec, render_scene
 from semimtr_cli.data.synth.stream import SynthCropDataset, SynthSource, source_manifest
 from semimtr_cli.data.synth.texts import draw_text, rank_cdf, sign_case
 
@@ -161,8 +161,6 @@ def test_synth_cli_scene_preview_beside_real_crops_and_font_metadata(tmp_path):
 def test_steep_tilt_draws_the_axis_aligned_box_of_a_rotated_word():
     """``tilt_prob``: the word turns by up to ``tilt_deg`` whatever its length, and the crop is the
     box around it (incidental text as detectors cut it): a long word's crop gets far less wide."""
-    from semimtr_cli.data.synth.scene import render_scene
-
     def widths(spec: SceneSpec) -> list[int]:
         return [render_scene("internationally", SANS, np.random.default_rng(seed), spec=spec).width for seed in range(12)]
 

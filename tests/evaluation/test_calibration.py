@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from semimtr_cli.cli.app import app
 from semimtr_cli.core.charset import Charset
 from semimtr_cli.core.metrics import TextMetrics, calibration_bins, expected_calibration_error
-from semimtr_cli.data.lmdb.io import LmdbReader, write_lmdb
+from semimtr_cli.data.lmdb.io import LmdbReader, key_index, write_lmdb
 from semimtr_cli.evaluation.calibration import (
     correct_nll, fit_temperature, label_nll, risk_coverage, threshold_for_precision, word_confidence,
 )
@@ -174,7 +174,7 @@ def test_self_training_lmdb_holds_exactly_the_confident_crops(setup, tmp_path):
     assert len(out) == len(kept)
     for j, (_, r) in enumerate(kept.iterrows()):
         assert out.label(j) == r["text"]
-        assert out.image_bytes(j) == pool.image_bytes(int(r["key"].rsplit("-", 1)[1]) - 1)
+        assert out.image_bytes(j) == pool.image_bytes(key_index(r["key"]) - 1)
 
 
 def test_queue_goes_through_build_lmdb_and_refuses_an_existing_folder(setup, tmp_path):

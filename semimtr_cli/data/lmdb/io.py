@@ -33,6 +33,16 @@ def image_key(index: int) -> bytes:
     return b"image-%09d" % index
 
 
+def key_index(key: str | bytes) -> int:
+    """The 1-based index of an ``image-NNNNNNNNN`` key (as ``eval --errors`` and pseudo-label rows
+    name crops): the inverse of :func:`image_key`. Raises ValueError for another shape."""
+    text = key.decode() if isinstance(key, bytes) else key
+    prefix, _, number = text.rpartition("-")
+    if prefix != "image" or not number.isdigit():
+        raise ValueError(f"not an LMDB image key: {text!r}")
+    return int(number)
+
+
 def label_key(index: int) -> bytes:
     return b"label-%09d" % index
 
